@@ -1,0 +1,180 @@
+//! The audit record: one event of one source, as every store keeps it.
+//!
+//! Field names are the audit schema's (`externalId`, `tenantSlug`, ...), the
+//! same in the stores and in printed JSON, so the serde attributes here are
+//! the schema.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::tenant::TenantSlug;
+use crate::verb::Verb;
+
+/// The name of an ingest source, such as `authentik`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SourceName(String);
+
+impl SourceName {
+    /// Returns the source name for `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self(name.into())
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SourceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who someone is, as far as the source said.
+///
+/// Every part is optional: a failed login for an unknown name has a typed
+/// username but no id, and some events know nobody at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// The source's own id for the identity, as text.
+    pub id: Option<String>,
+    /// The login name.
+    pub username: Option<String>,
+    /// The e-mail address, as the source recorded it.
+    pub email: Option<String>,
+}
+
+impl Identity {
+    /// Returns true when the source said nothing about the identity.
+    pub fn is_empty(&self) -> bool {
+        self.id.is_none() && self.username.is_none() && self.email.is_none()
+    }
+
+    /// Returns true when both sides name the same identity.
+    ///
+    /// Ids decide when both have one; otherwise the usernames do.
+    pub fn same_as(&self, other: &Identity) -> bool {
+        match (&self.id, &other.id) {
+            (Some(left), Some(right)) => left == right,
+            _ => self.username.is_some() && self.username == other.username,
+        }
+    }
+}
+
+/// A model of the source that an event is about: a group, a user, a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelSubject {
+    /// The component that owns the model, such as `authentik_core`.
+    pub app: Option<String>,
+    /// The kind of model, such as `group` or `user`.
+    pub model_name: Option<String>,
+    /// The model's id, as text.
+    pub pk: Option<String>,
+    /// The model's display name.
+    pub name: Option<String>,
+}
+
+/// Whom or what an event is about, when that is not the actor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Subject {
+    /// A user, such as the one whose password changed.
+    User(Identity),
+    /// A model, such as the group a `model_updated` event changed.
+    Model(ModelSubject),
+}
+
+/// One event in the audit timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    /// The source the event came from.
+    pub source: SourceName,
+    /// The source's id for the event; `None` for events the platform records
+    /// itself.
+    pub external_id: Option<String>,
+    /// When the event happened, in UTC, at the source's full precision.
+    pub at: DateTime<Utc>,
+    /// When this record was built from the source's event.
+    pub recorded_at: DateTime<Utc>,
+    /// The dotted verb, such as `authentik.login`.
+    pub verb: Verb,
+    /// The source's raw action, kept whole.
+    pub action: String,
+    /// Who did it, when the source says.
+    pub actor: Option<Identity>,
+    /// The identity the actor acted as, during impersonation.
+    pub on_behalf_of: Option<Identity>,
+    /// Whom or what the event is about, when that differs from the actor.
+    pub subject: Option<Subject>,
+    /// The tenant whose timeline the event belongs to; `None` for the global
+    /// timeline only.
+    pub tenant_slug: Option<TenantSlug>,
+    /// The client address; `None` when the source has none or sends a
+    /// placeholder.
+    pub ip: Option<String>,
+    /// The client's user agent.
+    pub user_agent: Option<String>,
+    /// The part of the source that recorded the event.
+    pub app: Option<String>,
+    /// The source's own context for the event, kept whole.
+    pub context: serde_json::Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_serialises_with_the_schema_field_names() {
+        let at = DateTime::parse_from_rfc3339("2026-12-03T16:38:13.695935Z").unwrap().to_utc();
+        let record = AuditRecord {
+            source: SourceName::new("authentik"),
+            external_id: Some("e1".into()),
+            at,
+            recorded_at: at,
+            verb: Verb::new_unchecked("authentik.login"),
+            action: "login".into(),
+            actor: None,
+            on_behalf_of: None,
+            subject: Some(Subject::User(Identity { id: Some("5".into()), ..Identity::default() })),
+            tenant_slug: None,
+            ip: None,
+            user_agent: None,
+            app: None,
+            context: serde_json::json!({}),
+        };
+
+        let json = serde_json::to_value(&record).unwrap();
+
+        let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        for key in [
+            "source",
+            "externalId",
+            "at",
+            "recordedAt",
+            "verb",
+            "action",
+            "actor",
+            "onBehalfOf",
+            "subject",
+            "tenantSlug",
+            "ip",
+            "userAgent",
+            "app",
+            "context",
+        ] {
+            assert!(keys.contains(&key), "missing {key} in {keys:?}");
+        }
+        assert_eq!(json["at"], "2026-12-03T16:38:13.695935Z");
+        assert_eq!(json["subject"]["kind"], "user");
+        let back: AuditRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(back, record);
+    }
+}
