@@ -1,0 +1,1 @@
+//! The store contract: one suite every audit store must pass.

@@ -1,0 +1,1 @@
+//! The captured Authentik responses in `../shared/fixtures/`.

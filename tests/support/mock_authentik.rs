@@ -1,0 +1,1 @@
+//! A mock Authentik that serves events with the real server's semantics.
