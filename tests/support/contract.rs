@@ -1,1 +1,575 @@
 //! The store contract: one suite every audit store must pass.
+//!
+//! Each check is an async function that takes a fresh, empty store and
+//! panics when the store breaks the contract the `ports` traits document.
+//! The checks know nothing of any one store, so the SQLite store and any
+//! later one run the very same suite. [`store_contract!`] turns the checks
+//! into one `#[tokio::test]` each, so every check passes or fails on its own
+//! line of the test report:
+//!
+//! ```ignore
+//! tests::store_contract!(async { SqliteStore::open_in_memory().unwrap() });
+//! ```
+//!
+//! When the store needs something kept alive beside it, such as the
+//! temporary directory of its file, build a fixture and say how to reach the
+//! store in it:
+//!
+//! ```ignore
+//! tests::store_contract!(
+//!     fixture = async { let dir = tempdir().unwrap(); let store = open(&dir); (dir, store) },
+//!     store = |fixture| fixture.1,
+//! );
+//! ```
+
+use chrono::{DateTime, TimeDelta, Utc};
+use domain::{
+    AuditRecord, Cursor, EventKey, Identity, ModelSubject, SourceName, Subject, TenantSlug, Verb,
+    Walk,
+};
+use ports::{
+    AuditReader, AuditStore, CursorStore, RejectedEvent, SourceStatus, StoreOutcome, TimelineQuery,
+};
+use serde_json::json;
+
+/// A store the contract can check: every store port at once.
+pub trait ContractStore: AuditStore + CursorStore + AuditReader + Send + Sync {}
+
+impl<T: AuditStore + CursorStore + AuditReader + Send + Sync> ContractStore for T {}
+
+/// Expands to one `#[tokio::test]` per contract check, each against a fresh
+/// store.
+///
+/// Takes either an expression whose `.await` is the store, or
+/// `fixture = EXPR, store = |NAME| EXPR` when the store lives inside a
+/// fixture that must outlive it.
+#[macro_export]
+macro_rules! store_contract {
+    (fixture = $fixture:expr, store = |$bind:ident| $store:expr $(,)?) => {
+        $crate::store_contract!(@checks ($fixture) ($bind) ($store)
+            batch_is_reported_stored_when_every_record_is_new,
+            batch_reports_nothing_when_empty,
+            original_is_kept_when_a_changed_copy_is_stored_again,
+            rest_of_the_batch_is_stored_when_a_duplicate_is_in_the_middle,
+            second_copy_is_duplicate_when_one_batch_holds_the_same_id_twice,
+            records_without_external_id_both_store_when_otherwise_equal,
+            same_external_id_stores_twice_when_sources_differ,
+            timeline_lists_newest_first_when_unfiltered,
+            timeline_keeps_one_tenant_when_filtered_by_tenant,
+            timeline_keeps_only_that_verb_when_filtered_by_a_whole_verb,
+            timeline_keeps_verbs_under_the_prefix_when_filtered_by_a_prefix,
+            timeline_keeps_the_actor_when_filtered_by_username,
+            timeline_keeps_the_actor_when_filtered_by_email,
+            timeline_keeps_the_half_open_range_when_filtered_by_since_and_until,
+            timeline_stops_at_the_limit_when_more_records_match,
+            record_reads_back_unchanged_when_stored,
+            cursor_is_none_when_the_source_was_never_saved,
+            cursor_reads_back_unchanged_when_saved_with_a_walk,
+            cursor_moves_forward_when_saved_with_a_newer_time,
+            cursor_keeps_the_newer_time_when_saved_with_an_older_one,
+            cursor_keeps_its_time_when_saved_without_one,
+            cursor_is_replaced_when_neither_has_a_time,
+            set_aside_keeps_one_copy_when_an_event_is_set_aside_twice,
+            set_aside_keeps_one_copy_when_an_event_without_id_is_set_aside_twice,
+            status_counts_stored_events_per_source,
+            status_lists_a_source_when_it_has_only_a_cursor,
+            status_is_empty_when_the_store_is_new,
+        );
+    };
+    (@checks ($fixture:expr) ($bind:ident) ($store:expr) $($check:ident),* $(,)?) => {
+        $(
+            #[::tokio::test]
+            async fn $check() {
+                let $bind = $fixture.await;
+                $crate::contract::$check(&$store).await;
+            }
+        )*
+    };
+    ($make:expr $(,)?) => {
+        $crate::store_contract!(fixture = $make, store = |store| store);
+    };
+}
+
+const SOURCE: &str = "authentik";
+
+/// Returns a time on a fixed day, `minute` minutes in, with microseconds so
+/// that a store that rounds them fails.
+fn minute(minute: i64) -> DateTime<Utc> {
+    let base = DateTime::parse_from_rfc3339("2026-12-03T16:00:00.695935Z").unwrap().to_utc();
+    base + TimeDelta::minutes(minute)
+}
+
+/// Returns a plain login record of [`SOURCE`] with `id`, at `minute`.
+fn record(id: &str, at_minute: i64) -> AuditRecord {
+    AuditRecord {
+        source: SourceName::new(SOURCE),
+        external_id: Some(id.to_owned()),
+        at: minute(at_minute),
+        recorded_at: minute(at_minute + 1),
+        verb: Verb::new_unchecked("authentik.login"),
+        action: "login".to_owned(),
+        actor: None,
+        on_behalf_of: None,
+        subject: None,
+        tenant_slug: None,
+        ip: None,
+        user_agent: None,
+        app: None,
+        context: json!({}),
+    }
+}
+
+fn with_verb(mut record: AuditRecord, verb: &str) -> AuditRecord {
+    record.verb = Verb::new_unchecked(verb);
+    record
+}
+
+fn with_actor(mut record: AuditRecord, username: &str, email: &str) -> AuditRecord {
+    record.actor = Some(Identity {
+        id: Some(format!("id-{username}")),
+        username: Some(username.to_owned()),
+        email: Some(email.to_owned()),
+    });
+    record
+}
+
+fn everything() -> TimelineQuery {
+    TimelineQuery { limit: 1_000, ..TimelineQuery::default() }
+}
+
+/// Stores `records`, asserting every one is new.
+async fn store_all(store: &dyn ContractStore, records: &[AuditRecord]) {
+    let outcomes = store.store_batch(records).await.unwrap();
+    assert_eq!(outcomes, vec![StoreOutcome::Stored; records.len()], "every record is new");
+}
+
+/// Returns the external ids the timeline lists for `query`, in its order.
+async fn ids(store: &dyn ContractStore, query: &TimelineQuery) -> Vec<String> {
+    let records = store.timeline(query).await.unwrap();
+    records.into_iter().map(|record| record.external_id.unwrap_or_default()).collect()
+}
+
+async fn status_of(store: &dyn ContractStore, source: &str) -> SourceStatus {
+    let statuses = store.status().await.unwrap();
+    let found = statuses.iter().find(|status| status.source.as_str() == source);
+    found.cloned().unwrap_or_else(|| panic!("no status for `{source}` in {statuses:?}"))
+}
+
+/// Checks that a batch of new records comes back as stored, in order.
+pub async fn batch_is_reported_stored_when_every_record_is_new(store: &dyn ContractStore) {
+    let records = [record("e1", 1), record("e2", 2), record("e3", 3)];
+
+    let outcomes = store.store_batch(&records).await.unwrap();
+
+    assert_eq!(outcomes, [StoreOutcome::Stored; 3]);
+    assert_eq!(ids(store, &everything()).await, ["e3", "e2", "e1"]);
+}
+
+/// Checks that an empty batch is no error and has no outcomes.
+pub async fn batch_reports_nothing_when_empty(store: &dyn ContractStore) {
+    let outcomes = store.store_batch(&[]).await.unwrap();
+
+    assert!(outcomes.is_empty());
+    assert!(store.timeline(&everything()).await.unwrap().is_empty());
+}
+
+/// Checks that a record stored again is a duplicate and the first copy stays.
+pub async fn original_is_kept_when_a_changed_copy_is_stored_again(store: &dyn ContractStore) {
+    let original = record("e1", 1);
+    store_all(store, std::slice::from_ref(&original)).await;
+    let mut changed = original.clone();
+    changed.action = "logout".to_owned();
+    changed.recorded_at = minute(50);
+    changed.context = json!({ "changed": true });
+
+    let outcomes = store.store_batch(&[changed]).await.unwrap();
+
+    assert_eq!(outcomes, [StoreOutcome::Duplicate]);
+    assert_eq!(store.timeline(&everything()).await.unwrap(), [original]);
+}
+
+/// Checks that a duplicate does not stop the records after it.
+pub async fn rest_of_the_batch_is_stored_when_a_duplicate_is_in_the_middle(
+    store: &dyn ContractStore,
+) {
+    store_all(store, &[record("e2", 2)]).await;
+
+    let outcomes =
+        store.store_batch(&[record("e1", 1), record("e2", 2), record("e3", 3)]).await.unwrap();
+
+    assert_eq!(outcomes, [StoreOutcome::Stored, StoreOutcome::Duplicate, StoreOutcome::Stored]);
+    assert_eq!(ids(store, &everything()).await, ["e3", "e2", "e1"]);
+}
+
+/// Checks that the second of two records with one id in a batch is a
+/// duplicate of the first.
+pub async fn second_copy_is_duplicate_when_one_batch_holds_the_same_id_twice(
+    store: &dyn ContractStore,
+) {
+    let first = record("e1", 1);
+    let mut second = record("e1", 1);
+    second.action = "second".to_owned();
+
+    let outcomes = store.store_batch(&[first.clone(), second]).await.unwrap();
+
+    assert_eq!(outcomes, [StoreOutcome::Stored, StoreOutcome::Duplicate]);
+    assert_eq!(store.timeline(&everything()).await.unwrap(), [first]);
+}
+
+/// Checks that records without an external id never collide.
+pub async fn records_without_external_id_both_store_when_otherwise_equal(
+    store: &dyn ContractStore,
+) {
+    let mut platform = record("unused", 1);
+    platform.external_id = None;
+
+    let outcomes = store.store_batch(&[platform.clone(), platform.clone()]).await.unwrap();
+    let again = store.store_batch(std::slice::from_ref(&platform)).await.unwrap();
+
+    assert_eq!(outcomes, [StoreOutcome::Stored, StoreOutcome::Stored]);
+    assert_eq!(again, [StoreOutcome::Stored]);
+    assert_eq!(store.timeline(&everything()).await.unwrap().len(), 3);
+}
+
+/// Checks that external ids are unique per source, not across sources.
+pub async fn same_external_id_stores_twice_when_sources_differ(store: &dyn ContractStore) {
+    let mut other = record("e1", 2);
+    other.source = SourceName::new("other");
+
+    let outcomes = store.store_batch(&[record("e1", 1), other]).await.unwrap();
+
+    assert_eq!(outcomes, [StoreOutcome::Stored, StoreOutcome::Stored]);
+    assert_eq!(status_of(store, SOURCE).await.stored, 1);
+    assert_eq!(status_of(store, "other").await.stored, 1);
+}
+
+/// Checks that the timeline lists the newest record first, whatever the
+/// order they were stored in.
+pub async fn timeline_lists_newest_first_when_unfiltered(store: &dyn ContractStore) {
+    store_all(store, &[record("b", 2), record("c", 3)]).await;
+    store_all(store, &[record("a", 1), record("d", 4)]).await;
+
+    assert_eq!(ids(store, &everything()).await, ["d", "c", "b", "a"]);
+}
+
+/// Checks the tenant filter.
+pub async fn timeline_keeps_one_tenant_when_filtered_by_tenant(store: &dyn ContractStore) {
+    let acme = TenantSlug::parse("acme").unwrap();
+    let in_tenant = |id, at, slug: &str| {
+        let mut record = record(id, at);
+        record.tenant_slug = Some(TenantSlug::parse(slug).unwrap());
+        record
+    };
+    store_all(store, &[in_tenant("a1", 1, "acme"), in_tenant("g1", 2, "globex"), record("n1", 3)])
+        .await;
+    store_all(store, &[in_tenant("a2", 4, "acme")]).await;
+
+    let query = TimelineQuery { tenant: Some(acme), ..everything() };
+
+    assert_eq!(ids(store, &query).await, ["a2", "a1"]);
+}
+
+fn verbs() -> [AuditRecord; 5] {
+    [
+        with_verb(record("login", 1), "authentik.login"),
+        with_verb(record("login_failed", 2), "authentik.login_failed"),
+        with_verb(record("logout", 3), "authentik.logout"),
+        with_verb(record("login_sub", 4), "authentik.login.sub"),
+        with_verb(record("other_login", 5), "other.authentik.login"),
+    ]
+}
+
+/// Checks that a verb with nothing under it keeps only that verb.
+pub async fn timeline_keeps_only_that_verb_when_filtered_by_a_whole_verb(
+    store: &dyn ContractStore,
+) {
+    store_all(store, &verbs()).await;
+
+    let query = TimelineQuery { verb: Some("authentik.login_failed".to_owned()), ..everything() };
+
+    assert_eq!(ids(store, &query).await, ["login_failed"]);
+}
+
+/// Checks the prefix rule: a verb followed by `.` or `_`, nothing else.
+pub async fn timeline_keeps_verbs_under_the_prefix_when_filtered_by_a_prefix(
+    store: &dyn ContractStore,
+) {
+    store_all(store, &verbs()).await;
+
+    let login = TimelineQuery { verb: Some("authentik.login".to_owned()), ..everything() };
+    let authentik = TimelineQuery { verb: Some("authentik".to_owned()), ..everything() };
+    let partial = TimelineQuery { verb: Some("authentik.log".to_owned()), ..everything() };
+
+    assert_eq!(ids(store, &login).await, ["login_sub", "login_failed", "login"]);
+    assert_eq!(ids(store, &authentik).await.len(), 4);
+    assert!(ids(store, &partial).await.is_empty(), "a prefix stops only at `.` or `_`");
+}
+
+fn actors() -> [AuditRecord; 3] {
+    [
+        with_actor(record("alice1", 1), "alice", "alice@example.com"),
+        with_actor(record("bob1", 2), "bob", "bob@example.com"),
+        with_actor(record("alice2", 3), "alice", "alice@example.com"),
+    ]
+}
+
+/// Checks the actor filter by username.
+pub async fn timeline_keeps_the_actor_when_filtered_by_username(store: &dyn ContractStore) {
+    store_all(store, &actors()).await;
+    store_all(store, &[record("nobody", 4)]).await;
+
+    let query = TimelineQuery { actor: Some("alice".to_owned()), ..everything() };
+
+    assert_eq!(ids(store, &query).await, ["alice2", "alice1"]);
+}
+
+/// Checks the actor filter by e-mail.
+pub async fn timeline_keeps_the_actor_when_filtered_by_email(store: &dyn ContractStore) {
+    store_all(store, &actors()).await;
+
+    let query = TimelineQuery { actor: Some("bob@example.com".to_owned()), ..everything() };
+    let partial = TimelineQuery { actor: Some("example.com".to_owned()), ..everything() };
+
+    assert_eq!(ids(store, &query).await, ["bob1"]);
+    assert!(ids(store, &partial).await.is_empty(), "the actor must match whole");
+}
+
+/// Checks that `since` is inclusive and `until` exclusive, to the
+/// microsecond.
+pub async fn timeline_keeps_the_half_open_range_when_filtered_by_since_and_until(
+    store: &dyn ContractStore,
+) {
+    store_all(store, &[record("e1", 1), record("e2", 2), record("e3", 3), record("e4", 4)]).await;
+    let mut just_before = record("e2-", 0);
+    just_before.at = minute(2) - TimeDelta::microseconds(1);
+    store_all(store, &[just_before]).await;
+
+    let query = TimelineQuery { since: Some(minute(2)), until: Some(minute(4)), ..everything() };
+    let since = TimelineQuery { since: Some(minute(3)), ..everything() };
+    let until = TimelineQuery { until: Some(minute(2)), ..everything() };
+
+    assert_eq!(ids(store, &query).await, ["e3", "e2"]);
+    assert_eq!(ids(store, &since).await, ["e4", "e3"]);
+    assert_eq!(ids(store, &until).await, ["e2-", "e1"]);
+}
+
+/// Checks that the limit keeps the newest records.
+pub async fn timeline_stops_at_the_limit_when_more_records_match(store: &dyn ContractStore) {
+    store_all(store, &[record("e1", 1), record("e2", 2), record("e3", 3)]).await;
+
+    let query = TimelineQuery { limit: 2, ..TimelineQuery::default() };
+
+    assert_eq!(ids(store, &query).await, ["e3", "e2"]);
+}
+
+/// Checks that a record comes back exactly as stored: microseconds, nested
+/// context, unusual text, and both kinds of subject.
+pub async fn record_reads_back_unchanged_when_stored(store: &dyn ContractStore) {
+    let text = "Zoë 日本 🚀 \u{202e}rtl e\u{301} \u{0}\u{1}\t\n\r\u{7f} \"quoted\" \\ '; --";
+    let mut user = record("user", 2);
+    user.at = DateTime::parse_from_rfc3339("2026-12-03T16:38:13.000001Z").unwrap().to_utc();
+    user.recorded_at =
+        DateTime::parse_from_rfc3339("2026-12-03T16:38:14.999999Z").unwrap().to_utc();
+    user.verb = Verb::new_unchecked("authentik.password_changed");
+    user.action = text.to_owned();
+    user.actor = Some(Identity {
+        id: Some("7".to_owned()),
+        username: Some(text.to_owned()),
+        email: Some("zoë@example.com".to_owned()),
+    });
+    user.on_behalf_of = Some(Identity { id: None, username: Some("bob".to_owned()), email: None });
+    user.subject = Some(Subject::User(Identity {
+        id: Some("9".to_owned()),
+        username: None,
+        email: Some("carol@example.com".to_owned()),
+    }));
+    user.tenant_slug = Some(TenantSlug::parse("acme_2-b").unwrap());
+    user.ip = Some("2001:db8::1".to_owned());
+    user.user_agent = Some(text.to_owned());
+    user.app = Some("authentik.events.signals".to_owned());
+    user.context = json!({
+        "http_request": { "args": { "next": ["/a", "/b"] }, "method": "POST", "path": text },
+        "geo": { "lat": 0.1, "long": -122.419_415_5, "tiny": 1e-7 },
+        "numbers": [0, -1, 9_007_199_254_740_993_i64, i64::MIN, 1.5],
+        "nothing": null,
+        "flags": [true, false],
+        "empty": { "object": {}, "array": [], "text": "" },
+        "schlüssel 日本 🔑": text,
+    });
+    let mut model = record("model", 1);
+    model.verb = Verb::new_unchecked("authentik.model_updated");
+    model.subject = Some(Subject::Model(ModelSubject {
+        app: Some("authentik_core".to_owned()),
+        model_name: Some("group".to_owned()),
+        pk: Some("0b7c0a4e-5bdf-4b0e-9c1e-2b0c3a3e7f11".to_owned()),
+        name: None,
+    }));
+    model.context = json!(null);
+
+    store_all(store, &[model.clone(), user.clone()]).await;
+
+    assert_eq!(store.timeline(&everything()).await.unwrap(), [user, model]);
+}
+
+/// Checks that a source never saved has no cursor.
+pub async fn cursor_is_none_when_the_source_was_never_saved(store: &dyn ContractStore) {
+    store.save(&SourceName::new("other"), &Cursor::default()).await.unwrap();
+
+    let cursor = store.load(&SourceName::new(SOURCE)).await.unwrap();
+
+    assert_eq!(cursor, None);
+}
+
+fn walk(next_page: u32) -> Walk {
+    Walk {
+        top: Some(EventKey { at: minute(30), id: "top-event".to_owned() }),
+        floor: Some(minute(-5)),
+        next_page,
+        count: 12_345,
+        page_size: 100,
+    }
+}
+
+fn cursor_at(at_minute: Option<i64>, walk: Option<Walk>) -> Cursor {
+    Cursor {
+        last_event_at: at_minute.map(minute),
+        last_event_id: at_minute.map(|at| format!("event-at-{at}")),
+        walk,
+    }
+}
+
+/// Checks that a cursor with a walk under way comes back exactly.
+pub async fn cursor_reads_back_unchanged_when_saved_with_a_walk(store: &dyn ContractStore) {
+    let source = SourceName::new(SOURCE);
+    let cursor = cursor_at(Some(0), Some(walk(3)));
+
+    store.save(&source, &cursor).await.unwrap();
+
+    assert_eq!(store.load(&source).await.unwrap(), Some(cursor));
+}
+
+/// Checks that a newer cursor replaces the stored one, walk and all.
+pub async fn cursor_moves_forward_when_saved_with_a_newer_time(store: &dyn ContractStore) {
+    let source = SourceName::new(SOURCE);
+    store.save(&source, &cursor_at(Some(0), Some(walk(3)))).await.unwrap();
+    let same_time = cursor_at(Some(0), Some(walk(4)));
+    store.save(&source, &same_time).await.unwrap();
+    assert_eq!(store.load(&source).await.unwrap(), Some(same_time), "the same time may move on");
+
+    let newer = cursor_at(Some(10), None);
+    store.save(&source, &newer).await.unwrap();
+
+    assert_eq!(store.load(&source).await.unwrap(), Some(newer));
+}
+
+/// Checks that a save never moves the cursor's time backwards.
+pub async fn cursor_keeps_the_newer_time_when_saved_with_an_older_one(store: &dyn ContractStore) {
+    let source = SourceName::new(SOURCE);
+    let newer = cursor_at(Some(10), None);
+    store.save(&source, &newer).await.unwrap();
+
+    store.save(&source, &cursor_at(Some(9), Some(walk(2)))).await.unwrap();
+    let mut a_microsecond_older = newer.clone();
+    a_microsecond_older.last_event_at = Some(minute(10) - TimeDelta::microseconds(1));
+    store.save(&source, &a_microsecond_older).await.unwrap();
+
+    assert_eq!(store.load(&source).await.unwrap(), Some(newer));
+}
+
+/// Checks that a cursor without a time does not replace one with a time.
+pub async fn cursor_keeps_its_time_when_saved_without_one(store: &dyn ContractStore) {
+    let source = SourceName::new(SOURCE);
+    let settled = cursor_at(Some(10), None);
+    store.save(&source, &settled).await.unwrap();
+
+    store.save(&source, &cursor_at(None, Some(walk(1)))).await.unwrap();
+
+    assert_eq!(store.load(&source).await.unwrap(), Some(settled));
+}
+
+/// Checks that a first walk, which has no time yet, can record its progress.
+pub async fn cursor_is_replaced_when_neither_has_a_time(store: &dyn ContractStore) {
+    let source = SourceName::new(SOURCE);
+    store.save(&source, &cursor_at(None, Some(walk(1)))).await.unwrap();
+
+    let progressed = cursor_at(None, Some(walk(2)));
+    store.save(&source, &progressed).await.unwrap();
+
+    assert_eq!(store.load(&source).await.unwrap(), Some(progressed));
+}
+
+fn rejected(external_id: Option<&str>, raw: serde_json::Value) -> RejectedEvent {
+    RejectedEvent {
+        external_id: external_id.map(str::to_owned),
+        at: Some(minute(1)),
+        reason: "field `created` is not a time".to_owned(),
+        raw,
+    }
+}
+
+/// Checks that an event set aside twice is kept once, and counted.
+pub async fn set_aside_keeps_one_copy_when_an_event_is_set_aside_twice(store: &dyn ContractStore) {
+    let source = SourceName::new(SOURCE);
+    let first = rejected(Some("bad-1"), json!({ "pk": "bad-1", "created": "yesterday" }));
+    let other = rejected(Some("bad-2"), json!({ "pk": "bad-2" }));
+    store.set_aside(&source, std::slice::from_ref(&first)).await.unwrap();
+
+    let mut again = first.clone();
+    again.reason = "another reason".to_owned();
+    store.set_aside(&source, &[again, other]).await.unwrap();
+
+    let status = status_of(store, SOURCE).await;
+    assert_eq!(status.set_aside, 2);
+    assert_eq!(status.stored, 0, "set-aside events are not in the timeline");
+    assert!(store.timeline(&everything()).await.unwrap().is_empty());
+}
+
+/// Checks that an item without an id set aside twice is kept once, while two
+/// different items without an id are both kept.
+pub async fn set_aside_keeps_one_copy_when_an_event_without_id_is_set_aside_twice(
+    store: &dyn ContractStore,
+) {
+    let source = SourceName::new(SOURCE);
+    let mut unreadable = rejected(None, json!(["not", "an", "event"]));
+    unreadable.at = None;
+    let different = rejected(None, json!("also not an event"));
+
+    store.set_aside(&source, &[unreadable.clone(), different]).await.unwrap();
+    store.set_aside(&source, &[unreadable]).await.unwrap();
+
+    assert_eq!(status_of(store, SOURCE).await.set_aside, 2);
+}
+
+/// Checks that the status counts each source's stored events, and that a
+/// source with events but no cursor is listed.
+pub async fn status_counts_stored_events_per_source(store: &dyn ContractStore) {
+    let mut other = record("o1", 1);
+    other.source = SourceName::new("other");
+    store_all(store, &[record("e1", 1), record("e2", 2), other]).await;
+    store.store_batch(&[record("e1", 1)]).await.unwrap();
+    store.save(&SourceName::new(SOURCE), &cursor_at(Some(2), None)).await.unwrap();
+
+    let status = status_of(store, SOURCE).await;
+    let other = status_of(store, "other").await;
+
+    assert_eq!((status.stored, status.set_aside), (2, 0));
+    assert_eq!(status.cursor, Some(cursor_at(Some(2), None)));
+    assert_eq!((other.stored, other.cursor), (1, None));
+    assert_eq!(store.status().await.unwrap().len(), 2);
+}
+
+/// Checks that a source with a cursor and nothing stored is listed.
+pub async fn status_lists_a_source_when_it_has_only_a_cursor(store: &dyn ContractStore) {
+    let cursor = cursor_at(None, Some(walk(1)));
+    store.save(&SourceName::new(SOURCE), &cursor).await.unwrap();
+
+    let status = status_of(store, SOURCE).await;
+
+    assert_eq!(status.cursor, Some(cursor));
+    assert_eq!((status.stored, status.set_aside), (0, 0));
+}
+
+/// Checks that a new store knows no source.
+pub async fn status_is_empty_when_the_store_is_new(store: &dyn ContractStore) {
+    assert!(store.status().await.unwrap().is_empty());
+}

@@ -1,0 +1,209 @@
+//! The command line: `run`, `once`, `status` and `timeline`.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use domain::TenantSlug;
+use ports::TimelineQuery;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{RawSettings, SettingError};
+use crate::{output, scheduler, wiring};
+
+/// Pulls Authentik's event log into the audit timeline.
+#[derive(Debug, Parser)]
+#[command(name = "audit-ingest", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    settings: RawSettings,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the daemon: a tick every INGEST_INTERVAL until SIGINT or SIGTERM.
+    Run,
+    /// Catches up until nothing is new, prints a summary and exits.
+    Once {
+        /// Prints the summary as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Shows each source's cursor and the number of stored events.
+    Status {
+        /// Prints JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Shows the audit timeline, newest first.
+    Timeline(TimelineArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TimelineArgs {
+    /// Only this tenant's events.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Only this verb, or verbs starting with it, such as `authentik.login`.
+    #[arg(long)]
+    verb: Option<String>,
+    /// Only events whose actor has this username or e-mail.
+    #[arg(long)]
+    actor: Option<String>,
+    /// Only events at or after this time: RFC 3339, or a duration ago such as `2h`.
+    #[arg(long)]
+    since: Option<String>,
+    /// Only events before this time: RFC 3339, or a duration ago such as `30m`.
+    #[arg(long)]
+    until: Option<String>,
+    /// At most this many events.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    /// Prints JSON lines with the audit record's field names.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the command line and returns the process's exit code.
+pub async fn main(cli: Cli) -> ExitCode {
+    match dispatch(cli).await {
+        Ok(code) => code,
+        Err(error) => match error.downcast_ref::<SettingError>() {
+            Some(setting) => {
+                output::error_line(&format!("error: {setting}"));
+                ExitCode::from(2)
+            }
+            None => {
+                output::error_line(&format!("error: {error:#}"));
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let settings = cli.settings.settings()?;
+    match cli.command {
+        Command::Run => {
+            if !settings.ingest.enabled {
+                tracing::info!("Ingest is disabled by AUDIT_INGEST_ENABLED=false; doing nothing.");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let authentik = cli.settings.authentik()?;
+            let wiring = wiring::Wiring::open(&settings, &authentik).await?;
+            let shutdown = shutdown_on_signal();
+            tracing::info!(
+                store = %settings.store.redacted(),
+                authentik = %authentik.url,
+                interval_s = settings.ingest.interval.as_secs(),
+                "Ingest started."
+            );
+            scheduler::run(&wiring.ingest, settings.ingest.interval, &shutdown).await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Once { json } => {
+            let authentik = cli.settings.authentik()?;
+            let wiring = wiring::Wiring::open(&settings, &authentik).await?;
+            let shutdown = shutdown_on_signal();
+            let report = scheduler::catch_up(&wiring.ingest, &shutdown).await.context("ingest failed")?;
+            output::summary(&report, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json } => {
+            let stores = wiring::Stores::open(&settings).await?;
+            let status = stores.reader.status().await.context("reading the status failed")?;
+            output::status(&status, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Timeline(args) => {
+            let query = args.query(Utc::now())?;
+            let stores = wiring::Stores::open(&settings).await?;
+            let records = stores.reader.timeline(&query).await.context("reading the timeline failed")?;
+            output::timeline(&records, args.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+impl TimelineArgs {
+    fn query(&self, now: DateTime<Utc>) -> anyhow::Result<TimelineQuery> {
+        let tenant = self
+            .tenant
+            .as_deref()
+            .map(TenantSlug::parse)
+            .transpose()
+            .context("--tenant")?;
+        Ok(TimelineQuery {
+            tenant,
+            verb: self.verb.clone(),
+            actor: self.actor.clone(),
+            since: self.since.as_deref().map(|text| moment(text, now)).transpose().context("--since")?,
+            until: self.until.as_deref().map(|text| moment(text, now)).transpose().context("--until")?,
+            limit: self.limit,
+        })
+    }
+}
+
+/// Reads a time given as RFC 3339 or as a duration before `now`.
+fn moment(text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Ok(at.to_utc());
+    }
+    let ago = humantime::parse_duration(text)
+        .map_err(|_| anyhow::anyhow!("`{text}` is neither an RFC 3339 time nor a duration such as `2h`"))?;
+    let ago = chrono::TimeDelta::from_std(ago).context("duration too long")?;
+    now.checked_sub_signed(ago).context("duration too long")
+}
+
+/// Returns a token cancelled on SIGINT or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("Shutdown requested; finishing the batch in hand.");
+        cancel.cancel();
+    });
+    token
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moment_reads_rfc3339_and_durations() {
+        let now = DateTime::parse_from_rfc3339("2026-12-03T12:00:00Z").unwrap().to_utc();
+
+        assert_eq!(moment("2026-12-03T10:00:00Z", now).unwrap().to_rfc3339(), "2026-12-03T10:00:00+00:00");
+        assert_eq!(moment("2h", now).unwrap().to_rfc3339(), "2026-12-03T10:00:00+00:00");
+        assert!(moment("yesterday", now).is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

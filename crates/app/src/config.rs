@@ -1,0 +1,420 @@
+//! Settings: read from flags and environment variables, then checked.
+//!
+//! Every setting has one name, used as the environment variable and, in
+//! lower case with dashes, as the flag. A value that cannot be used ends the
+//! program with one line naming the setting and exit code 2.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use clap::Args;
+use domain::{AdminGroups, TenantSet, TenantSlug};
+use secrecy::SecretString;
+use url::Url;
+
+/// The settings as given, before they are checked.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RawSettings {
+    /// Base URL of the Authentik server, such as `https://auth.example.com`.
+    #[arg(long, env = "AUTHENTIK_URL", global = true)]
+    pub authentik_url: Option<String>,
+    /// API token of a user allowed `authentik_events.view_event`. Prefer the
+    /// environment variable or a token file to a flag, which other users of
+    /// the machine can see.
+    #[arg(long, env = "AUTHENTIK_TOKEN", hide_env_values = true, global = true)]
+    pub authentik_token: Option<String>,
+    /// File holding the API token (surrounding white space is ignored).
+    #[arg(long, env = "AUTHENTIK_TOKEN_FILE", global = true)]
+    pub authentik_token_file: Option<PathBuf>,
+    /// File of PEM certificates to trust besides the system's, for an
+    /// Authentik behind a private CA.
+    #[arg(long, env = "AUTHENTIK_CA_BUNDLE", global = true)]
+    pub authentik_ca_bundle: Option<PathBuf>,
+    /// Where the audit timeline is kept: `sqlite://PATH` or `mongodb://...`
+    /// [default: sqlite://audit.db]
+    #[arg(long, env = "AUDIT_STORE", global = true)]
+    pub audit_store: Option<String>,
+    /// Time between ticks, such as `60s` or `5m` [default: 60s].
+    #[arg(long, env = "INGEST_INTERVAL", global = true)]
+    pub ingest_interval: Option<String>,
+    /// Events asked for per page, 1 to 100 [default: 100].
+    #[arg(long, env = "INGEST_PAGE_SIZE", global = true)]
+    pub ingest_page_size: Option<String>,
+    /// Pages read at most per tick [default: 10].
+    #[arg(long, env = "INGEST_MAX_PAGES_PER_TICK", global = true)]
+    pub ingest_max_pages_per_tick: Option<String>,
+    /// How far below the last stored event each walk reads again, for
+    /// events that become visible late [default: 5m].
+    #[arg(long, env = "INGEST_OVERLAP", global = true)]
+    pub ingest_overlap: Option<String>,
+    /// `false` to keep the daemon from ingesting [default: true].
+    #[arg(long, env = "AUDIT_INGEST_ENABLED", global = true)]
+    pub audit_ingest_enabled: Option<String>,
+    /// Comma-separated tenant slugs; when given, replaces the store's list.
+    #[arg(long, env = "TENANTS", global = true)]
+    pub tenants: Option<String>,
+    /// Comma-separated admin groups, `*` matching any text at either end
+    /// [default: "authentik Admins,*-admins"].
+    #[arg(long, env = "ADMIN_GROUPS", global = true)]
+    pub admin_groups: Option<String>,
+}
+
+/// A setting that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError {
+    /// The setting's environment variable name.
+    pub name: &'static str,
+    /// What is wrong with it, never quoting a secret.
+    pub message: String,
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.name, self.message)
+    }
+}
+
+impl std::error::Error for SettingError {}
+
+fn invalid(name: &'static str, message: impl Into<String>) -> SettingError {
+    SettingError { name, message: message.into() }
+}
+
+/// Where the audit timeline is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A MongoDB deployment, by connection string.
+    Mongo(String),
+}
+
+impl StoreLocation {
+    /// Returns the location as safe to print: a MongoDB password is hidden.
+    pub fn redacted(&self) -> String {
+        match self {
+            Self::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Self::Mongo(uri) => match Url::parse(uri) {
+                Ok(mut url) if url.password().is_some() => {
+                    let _ = url.set_password(Some("****"));
+                    url.to_string()
+                }
+                _ => uri.clone(),
+            },
+        }
+    }
+}
+
+/// How to reach Authentik.
+#[derive(Debug, Clone)]
+pub struct AuthentikSettings {
+    /// The server's base URL.
+    pub url: Url,
+    /// The API token.
+    pub token: SecretString,
+    /// Extra trusted certificates.
+    pub ca_bundle: Option<PathBuf>,
+}
+
+/// How the ingest loop runs.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// Time between ticks.
+    pub interval: Duration,
+    /// Events asked for per page.
+    pub page_size: u32,
+    /// Pages read at most per tick.
+    pub max_pages_per_tick: u32,
+    /// How far below the last stored event each walk reads again.
+    pub overlap: TimeDelta,
+    /// Whether the daemon ingests at all.
+    pub enabled: bool,
+}
+
+/// The settings every command needs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the audit timeline is kept.
+    pub store: StoreLocation,
+    /// The tenants to write to the store, when given.
+    pub tenants: Option<TenantSet>,
+    /// The admin-group rule.
+    pub admin_groups: AdminGroups,
+    /// How the ingest loop runs.
+    pub ingest: IngestSettings,
+}
+
+/// The largest page Authentik serves (2025.12 and later cap silently).
+const MAX_PAGE_SIZE: u32 = 100;
+
+impl RawSettings {
+    /// Checks the settings every command needs.
+    ///
+    /// # Errors
+    /// [`SettingError`] naming the first setting that cannot be used.
+    pub fn settings(&self) -> Result<Settings, SettingError> {
+        let ingest = IngestSettings {
+            interval: duration("INGEST_INTERVAL", self.ingest_interval.as_deref(), "60s")?,
+            page_size: number("INGEST_PAGE_SIZE", self.ingest_page_size.as_deref(), 100)?,
+            max_pages_per_tick: number(
+                "INGEST_MAX_PAGES_PER_TICK",
+                self.ingest_max_pages_per_tick.as_deref(),
+                10,
+            )?,
+            overlap: overlap(self.ingest_overlap.as_deref())?,
+            enabled: boolean("AUDIT_INGEST_ENABLED", self.audit_ingest_enabled.as_deref())?,
+        };
+        if ingest.interval.is_zero() {
+            return Err(invalid("INGEST_INTERVAL", "must be longer than zero"));
+        }
+        if ingest.page_size > MAX_PAGE_SIZE {
+            return Err(invalid(
+                "INGEST_PAGE_SIZE",
+                format!("`{}` is above {MAX_PAGE_SIZE}, the most Authentik serves", ingest.page_size),
+            ));
+        }
+        Ok(Settings {
+            store: store(self.audit_store.as_deref())?,
+            tenants: self.tenants.as_deref().map(tenants).transpose()?,
+            admin_groups: match &self.admin_groups {
+                Some(text) => {
+                    AdminGroups::parse(text).map_err(|error| invalid("ADMIN_GROUPS", error.to_string()))?
+                }
+                None => AdminGroups::default(),
+            },
+            ingest,
+        })
+    }
+
+    /// Checks the settings for reaching Authentik.
+    ///
+    /// # Errors
+    /// [`SettingError`] naming the first setting that is missing or cannot be
+    /// used.
+    pub fn authentik(&self) -> Result<AuthentikSettings, SettingError> {
+        let text = self
+            .authentik_url
+            .as_deref()
+            .filter(|text| !text.trim().is_empty())
+            .ok_or_else(|| invalid("AUTHENTIK_URL", "is not set; give the Authentik base URL"))?;
+        let url = Url::parse(text.trim())
+            .map_err(|error| invalid("AUTHENTIK_URL", format!("`{text}` is not a URL: {error}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(invalid("AUTHENTIK_URL", format!("`{text}` is not an http(s) URL")));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid(
+                "AUTHENTIK_URL",
+                "must not carry credentials; give the token in AUTHENTIK_TOKEN",
+            ));
+        }
+        Ok(AuthentikSettings {
+            url,
+            token: self.token()?,
+            ca_bundle: self.authentik_ca_bundle.clone(),
+        })
+    }
+
+    fn token(&self) -> Result<SecretString, SettingError> {
+        let token = match (&self.authentik_token, &self.authentik_token_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "AUTHENTIK_TOKEN",
+                    "is set together with AUTHENTIK_TOKEN_FILE; set only one",
+                ));
+            }
+            (Some(token), None) => token.trim().to_owned(),
+            (None, Some(path)) => read_token(path)?,
+            (None, None) => {
+                return Err(invalid(
+                    "AUTHENTIK_TOKEN",
+                    "is not set; set it or AUTHENTIK_TOKEN_FILE to an Authentik API token",
+                ));
+            }
+        };
+        if token.is_empty() {
+            return Err(invalid("AUTHENTIK_TOKEN", "is empty"));
+        }
+        if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid("AUTHENTIK_TOKEN", "holds white space or control characters"));
+        }
+        Ok(SecretString::from(token))
+    }
+}
+
+fn read_token(path: &Path) -> Result<String, SettingError> {
+    std::fs::read_to_string(path).map(|text| text.trim().to_owned()).map_err(|error| {
+        invalid("AUTHENTIK_TOKEN_FILE", format!("cannot read `{}`: {error}", path.display()))
+    })
+}
+
+fn duration(name: &'static str, text: Option<&str>, default: &str) -> Result<Duration, SettingError> {
+    let text = text.unwrap_or(default).trim();
+    humantime::parse_duration(text).map_err(|error| {
+        invalid(name, format!("`{text}` is not a duration such as `60s` or `5m`: {error}"))
+    })
+}
+
+fn overlap(text: Option<&str>) -> Result<TimeDelta, SettingError> {
+    let overlap = duration("INGEST_OVERLAP", text, "5m")?;
+    TimeDelta::from_std(overlap).map_err(|_| invalid("INGEST_OVERLAP", "is too long"))
+}
+
+fn number(name: &'static str, text: Option<&str>, default: u32) -> Result<u32, SettingError> {
+    let Some(text) = text else { return Ok(default) };
+    match text.trim().parse::<u32>() {
+        Ok(0) => Err(invalid(name, "must be at least 1")),
+        Ok(value) => Ok(value),
+        Err(_) => Err(invalid(name, format!("`{text}` is not a whole number"))),
+    }
+}
+
+fn boolean(name: &'static str, text: Option<&str>) -> Result<bool, SettingError> {
+    let Some(text) = text else { return Ok(true) };
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(invalid(name, format!("`{text}` is not `true` or `false`"))),
+    }
+}
+
+fn store(text: Option<&str>) -> Result<StoreLocation, SettingError> {
+    let text = text.unwrap_or("sqlite://audit.db").trim();
+    if let Some(path) = text.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            return Err(invalid("AUDIT_STORE", "`sqlite://` needs a file path, such as `sqlite://audit.db`"));
+        }
+        return Ok(StoreLocation::Sqlite(PathBuf::from(path)));
+    }
+    if text.starts_with("mongodb://") || text.starts_with("mongodb+srv://") {
+        return Ok(StoreLocation::Mongo(text.to_owned()));
+    }
+    Err(invalid("AUDIT_STORE", "must start with `sqlite://` or `mongodb://`"))
+}
+
+fn tenants(text: &str) -> Result<TenantSet, SettingError> {
+    let slugs = text.split(',').map(str::trim).filter(|slug| !slug.is_empty());
+    let slugs = slugs
+        .map(|slug| TenantSlug::parse(slug).map_err(|error| invalid("TENANTS", error.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TenantSet::new(slugs))
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn raw() -> RawSettings {
+        RawSettings {
+            authentik_url: Some("https://auth.example.test".into()),
+            authentik_token: Some("secret-token".into()),
+            ..RawSettings::default()
+        }
+    }
+
+    fn error_name(result: Result<impl fmt::Debug, SettingError>) -> &'static str {
+        result.unwrap_err().name
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let settings = raw().settings().unwrap();
+
+        assert_eq!(settings.store, StoreLocation::Sqlite("audit.db".into()));
+        assert_eq!(settings.ingest.interval, Duration::from_secs(60));
+        assert_eq!(settings.ingest.page_size, 100);
+        assert_eq!(settings.ingest.max_pages_per_tick, 10);
+        assert_eq!(settings.ingest.overlap, TimeDelta::minutes(5));
+        assert!(settings.ingest.enabled);
+        assert_eq!(settings.tenants, None);
+        assert!(settings.admin_groups.matches("acme-admins"));
+    }
+
+    #[test]
+    fn malformed_values_name_their_setting() {
+        let cases: [(fn(&mut RawSettings), &str); 9] = [
+            (|raw| raw.ingest_interval = Some("soon".into()), "INGEST_INTERVAL"),
+            (|raw| raw.ingest_interval = Some("0s".into()), "INGEST_INTERVAL"),
+            (|raw| raw.ingest_page_size = Some("1000".into()), "INGEST_PAGE_SIZE"),
+            (|raw| raw.ingest_page_size = Some("ten".into()), "INGEST_PAGE_SIZE"),
+            (|raw| raw.ingest_max_pages_per_tick = Some("0".into()), "INGEST_MAX_PAGES_PER_TICK"),
+            (|raw| raw.ingest_overlap = Some("-5m".into()), "INGEST_OVERLAP"),
+            (|raw| raw.audit_ingest_enabled = Some("maybe".into()), "AUDIT_INGEST_ENABLED"),
+            (|raw| raw.tenants = Some("acme,Globex".into()), "TENANTS"),
+            (|raw| raw.audit_store = Some("postgres://x".into()), "AUDIT_STORE"),
+        ];
+        for (change, name) in cases {
+            let mut raw = raw();
+            change(&mut raw);
+
+            assert_eq!(error_name(raw.settings()), name);
+        }
+    }
+
+    #[test]
+    fn authentik_settings_need_url_and_token() {
+        let mut missing_url = raw();
+        missing_url.authentik_url = None;
+        let mut bad_url = raw();
+        bad_url.authentik_url = Some("auth.example.test".into());
+        let mut missing_token = raw();
+        missing_token.authentik_token = None;
+        let mut both = raw();
+        both.authentik_token_file = Some("/nonexistent".into());
+
+        assert_eq!(error_name(missing_url.authentik()), "AUTHENTIK_URL");
+        assert_eq!(error_name(bad_url.authentik()), "AUTHENTIK_URL");
+        assert_eq!(error_name(missing_token.authentik()), "AUTHENTIK_TOKEN");
+        assert_eq!(error_name(both.authentik()), "AUTHENTIK_TOKEN");
+    }
+
+    #[test]
+    fn token_is_read_from_a_file_and_never_shown() {
+        let dir = std::env::temp_dir().join(format!("audit-ingest-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        std::fs::write(&path, "file-token\n").unwrap();
+        let mut raw = raw();
+        raw.authentik_token = None;
+        raw.authentik_token_file = Some(path);
+
+        let authentik = raw.authentik().unwrap();
+
+        assert_eq!(authentik.token.expose_secret(), "file-token");
+        assert!(!format!("{authentik:?}").contains("file-token"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn unreadable_token_file_names_the_setting() {
+        let mut raw = raw();
+        raw.authentik_token = None;
+        raw.authentik_token_file = Some("/nonexistent/token".into());
+
+        assert_eq!(error_name(raw.authentik()), "AUTHENTIK_TOKEN_FILE");
+    }
+
+    #[test]
+    fn tenants_and_store_are_read() {
+        let mut raw = raw();
+        raw.tenants = Some(" acme, globex ,".into());
+        raw.audit_store = Some("mongodb://db.example.test:27017/audit".into());
+
+        let settings = raw.settings().unwrap();
+
+        let slugs: Vec<&str> = settings.tenants.as_ref().unwrap().iter().map(TenantSlug::as_str).collect();
+        assert_eq!(slugs, ["acme", "globex"]);
+        assert_eq!(settings.store, StoreLocation::Mongo("mongodb://db.example.test:27017/audit".into()));
+    }
+
+    #[test]
+    fn mongo_password_is_redacted() {
+        let location = StoreLocation::Mongo("mongodb://user:hunter2@db.example.test/audit".into());
+
+        assert!(!location.redacted().contains("hunter2"));
+    }
+}

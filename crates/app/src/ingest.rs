@@ -1,0 +1,258 @@
+//! The ingest loop's unit of work: one tick of one source.
+//!
+//! A tick reads the source's cursor, walks pages newest first as the cursor
+//! rules in [`domain::cursor`] direct, stores each page's wanted events in one
+//! batch, and saves the cursor after every stored page. Because the cursor
+//! is saved only after its page is stored, a crash or a failed write at any
+//! point leaves a cursor that reads the page again; the store drops what was
+//! already there.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use domain::{
+    ActionMap, AdminGroups, Cursor, PageObservation, RecordContext, SourceEvent, TenantRule,
+    WalkPolicy, build_record,
+};
+use ports::{
+    AuditStore, CursorStore, EventSource, FetchError, GroupDirectory, LookupError, PageRequest,
+    RejectedEvent, SourcePage, StoreError, StoreOutcome, TenantDirectory,
+};
+use serde::Serialize;
+use thiserror::Error;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+/// How far in the future an event may be dated and still move the cursor.
+///
+/// Clocks drift; an event a few minutes ahead is ordinary. One dated years
+/// ahead is stored but must not become the cursor, or every later event
+/// would look older than the cursor's floor.
+const FUTURE_TOLERANCE: TimeDelta = TimeDelta::minutes(5);
+
+/// The adapters one source's ingest works with.
+#[derive(Clone)]
+pub struct Ports {
+    /// Where events come from.
+    pub source: Arc<dyn EventSource>,
+    /// Where users' groups are looked up.
+    pub groups: Arc<dyn GroupDirectory>,
+    /// Where records go.
+    pub store: Arc<dyn AuditStore>,
+    /// Where the cursor is kept.
+    pub cursors: Arc<dyn CursorStore>,
+    /// Where the tenants are listed.
+    pub tenants: Arc<dyn TenantDirectory>,
+}
+
+/// How ticks walk the source.
+#[derive(Debug, Clone)]
+pub struct TickSettings {
+    /// Events asked for per page.
+    pub page_size: u32,
+    /// Pages read at most per tick.
+    pub max_pages: u32,
+    /// How far below the last stored event each walk reads again.
+    pub overlap: TimeDelta,
+    /// The admin-group rule.
+    pub admin_groups: AdminGroups,
+}
+
+/// What one tick, or several, did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TickReport {
+    /// Events read from the source, wanted or not.
+    pub fetched: u64,
+    /// Events stored for the first time.
+    pub stored: u64,
+    /// Events that were already stored.
+    pub duplicates: u64,
+    /// Events set aside as unreadable.
+    pub set_aside: u64,
+    /// Requests made to the source's event list.
+    pub requests: u64,
+    /// True when the source had nothing more to read.
+    pub caught_up: bool,
+    /// True when the tick stopped early for a shutdown.
+    pub interrupted: bool,
+    /// The cursor after the tick.
+    pub cursor: Cursor,
+}
+
+impl TickReport {
+    /// Adds the counts of `later` to these and takes its state.
+    pub fn absorb(&mut self, later: TickReport) {
+        self.fetched += later.fetched;
+        self.stored += later.stored;
+        self.duplicates += later.duplicates;
+        self.set_aside += later.set_aside;
+        self.requests += later.requests;
+        self.caught_up = later.caught_up;
+        self.interrupted = later.interrupted;
+        self.cursor = later.cursor;
+    }
+}
+
+/// The error that ends a tick early. Whatever was stored before it stays
+/// stored, and the cursor stays at the last page that was stored whole.
+#[derive(Debug, Error)]
+pub enum TickError {
+    /// Reading the source failed.
+    #[error("reading the source failed: {0}")]
+    Fetch(#[from] FetchError),
+    /// Looking up groups for tenant inference failed.
+    #[error("looking up groups failed: {0}")]
+    Lookup(#[from] LookupError),
+    /// The store failed.
+    #[error("the store failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Ingests one source.
+pub struct Ingest {
+    ports: Ports,
+    settings: TickSettings,
+    actions: ActionMap,
+    /// Held for the length of a tick, so that two ticks of the source never
+    /// run at once.
+    running: Mutex<()>,
+}
+
+impl Ingest {
+    /// Returns an ingest of `ports.source` with `settings`.
+    pub fn new(ports: Ports, settings: TickSettings) -> Self {
+        Self { ports, settings, actions: ActionMap::authentik(), running: Mutex::new(()) }
+    }
+
+    /// Runs one tick: reads at most the configured number of pages and
+    /// stores what is new.
+    ///
+    /// A shutdown requested through `shutdown` abandons a request in flight
+    /// but never a batch being written: the tick ends after the batch and its
+    /// cursor are saved.
+    ///
+    /// # Errors
+    /// [`TickError`] when the source, the group lookups or the store fail;
+    /// the cursor then names the first page not stored.
+    pub async fn tick(&self, shutdown: &CancellationToken) -> Result<TickReport, TickError> {
+        let _running = self.running.lock().await;
+        let source = self.ports.source.name().clone();
+        let rule = TenantRule {
+            admin_groups: self.settings.admin_groups.clone(),
+            tenants: self.ports.tenants.tenants().await?,
+        };
+        let mut cursor = self.ports.cursors.load(&source).await?.unwrap_or_default();
+        let mut report = TickReport::default();
+
+        for _ in 0..self.settings.max_pages {
+            let request = PageRequest { page: cursor.next_page(), page_size: self.settings.page_size };
+            report.requests += 1;
+            let page = tokio::select! {
+                page = self.ports.source.fetch_page(request) => page,
+                () = shutdown.cancelled() => {
+                    report.interrupted = true;
+                    break;
+                }
+            };
+            let page = match page {
+                Ok(page) => page,
+                Err(FetchError::PageOutOfRange { page }) => {
+                    tracing::debug!(page, "Page past the end; the history shrank.");
+                    cursor = cursor.page_missing();
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
+            report.fetched += page.len as u64;
+
+            let step = self.store_page(&cursor, &page, &rule, &mut report).await?;
+            cursor = step.cursor().clone();
+            self.ports.cursors.save(&source, &cursor).await?;
+            if step.is_done() {
+                report.caught_up = true;
+                break;
+            }
+            if shutdown.is_cancelled() {
+                report.interrupted = true;
+                break;
+            }
+        }
+        report.cursor = cursor;
+        Ok(report)
+    }
+
+    /// Stores the wanted events of `page` and returns the walk's next step.
+    async fn store_page(
+        &self,
+        cursor: &Cursor,
+        page: &SourcePage,
+        rule: &TenantRule,
+        report: &mut TickReport,
+    ) -> Result<domain::WalkStep, TickError> {
+        let overlap = self.settings.overlap;
+        let wanted: Vec<&SourceEvent> =
+            page.events.iter().filter(|event| cursor.wants(event.at, overlap)).collect();
+        let rejected: Vec<RejectedEvent> = page
+            .rejected
+            .iter()
+            .filter(|rejected| rejected.at.is_none_or(|at| cursor.wants(at, overlap)))
+            .cloned()
+            .collect();
+
+        let users: BTreeSet<String> =
+            wanted.iter().flat_map(|event| event.group_lookups()).map(str::to_owned).collect();
+        let users: Vec<String> = users.into_iter().collect();
+        let memberships =
+            if users.is_empty() { HashMap::new() } else { self.ports.groups.memberships(&users).await? };
+
+        let source = self.ports.source.name();
+        let context = RecordContext {
+            source,
+            actions: &self.actions,
+            tenants: rule,
+            memberships: &memberships,
+            recorded_at: Utc::now(),
+        };
+        let records: Vec<_> =
+            wanted.into_iter().map(|event| build_record(event.clone(), &context)).collect();
+        if !records.is_empty() {
+            let outcomes = self.ports.store.store_batch(&records).await?;
+            for outcome in outcomes {
+                match outcome {
+                    StoreOutcome::Stored => report.stored += 1,
+                    StoreOutcome::Duplicate => report.duplicates += 1,
+                }
+            }
+        }
+        if !rejected.is_empty() {
+            for item in &rejected {
+                tracing::warn!(
+                    external_id = item.external_id.as_deref(),
+                    reason = %item.reason,
+                    "Event set aside as unreadable."
+                );
+            }
+            self.ports.store.set_aside(source, &rejected).await?;
+            report.set_aside += rejected.len() as u64;
+        }
+
+        let keys: Vec<(DateTime<Utc>, &str)> =
+            page.events.iter().map(|event| (event.at, event.external_id.as_str())).collect();
+        let observation = PageObservation {
+            page: cursor.next_page(),
+            count: page.count,
+            has_next: page.has_next,
+            len: page.len,
+            keys: &keys,
+        };
+        let policy = WalkPolicy {
+            overlap,
+            page_size: self.settings.page_size,
+            now: Utc::now(),
+            future_tolerance: FUTURE_TOLERANCE,
+        };
+        Ok(cursor.observe(&observation, &policy))
+    }
+}

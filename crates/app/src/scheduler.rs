@@ -1,0 +1,66 @@
+//! The daemon's loop: tick, wait, repeat, until asked to stop.
+
+use std::time::Duration;
+
+use ports::FetchError;
+use tokio_util::sync::CancellationToken;
+
+use crate::ingest::{Ingest, TickError};
+
+/// Runs ticks of `ingest` every `interval` until `shutdown` is cancelled.
+///
+/// A tick that stopped at its page cap is followed at once by the next, so a
+/// backlog drains without waiting out the interval. A failed tick is logged
+/// once with its reason and the next tick tries again; when the source asked
+/// for a pause, the wait is at least that long.
+pub async fn run(ingest: &Ingest, interval: Duration, shutdown: &CancellationToken) {
+    while !shutdown.is_cancelled() {
+        let started = std::time::Instant::now();
+        let wait = match ingest.tick(shutdown).await {
+            Ok(report) => {
+                tracing::info!(
+                    fetched = report.fetched,
+                    stored = report.stored,
+                    duplicates = report.duplicates,
+                    set_aside = report.set_aside,
+                    requests = report.requests,
+                    caught_up = report.caught_up,
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    "Tick finished."
+                );
+                if report.caught_up { interval } else { Duration::ZERO }
+            }
+            Err(TickError::Fetch(FetchError::RateLimited { retry_after })) => {
+                tracing::warn!(retry_after_s = retry_after.as_secs(), "Tick rate limited by the source.");
+                interval.max(retry_after)
+            }
+            Err(error) => {
+                tracing::error!(error = %error, duration_ms = started.elapsed().as_millis() as u64, "Tick failed.");
+                interval
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown.cancelled() => {}
+        }
+    }
+    tracing::info!("Ingest stopped.");
+}
+
+/// Runs ticks until the source is caught up, and returns what they did.
+///
+/// # Errors
+/// The first [`TickError`]; ticks before it stay stored.
+pub async fn catch_up(
+    ingest: &Ingest,
+    shutdown: &CancellationToken,
+) -> Result<crate::ingest::TickReport, TickError> {
+    let mut total = crate::ingest::TickReport::default();
+    loop {
+        let report = ingest.tick(shutdown).await?;
+        total.absorb(report);
+        if total.caught_up || total.interrupted {
+            return Ok(total);
+        }
+    }
+}
