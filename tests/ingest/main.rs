@@ -1,1 +1,7 @@
-//! placeholder
+//! End-to-end ingest suites: the real smoke scenario and the walks that
+//! shifting pages make hard, against a mock Authentik with the real server's
+//! semantics and the embedded store.
+
+mod helpers;
+mod smoke;
+mod walk;

@@ -18,7 +18,9 @@ fn main() -> anyhow::Result<()> {
         Some("ci") => ci(),
         Some("tidy") => tidy::check(&root()),
         _ => {
-            bail!("usage: cargo xtask <task>\n\ntasks:\n  ci     runs every check CI runs\n  tidy   checks file headers and markers")
+            bail!(
+                "usage: cargo xtask <task>\n\ntasks:\n  ci     runs every check CI runs\n  tidy   checks file headers and markers"
+            )
         }
     }
 }
@@ -28,10 +30,18 @@ fn main() -> anyhow::Result<()> {
 fn ci() -> anyhow::Result<()> {
     let root = root();
     cargo(&root, &["fmt", "--all", "--check"], &[])?;
-    cargo(&root, &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"], &[])?;
+    cargo(
+        &root,
+        &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"],
+        &[],
+    )?;
     tidy::check(&root)?;
     cargo(&root, &["test", "--workspace", "--locked"], &[])?;
-    cargo(&root, &["doc", "--workspace", "--no-deps", "--locked"], &[("RUSTDOCFLAGS", "-D warnings")])?;
+    cargo(
+        &root,
+        &["doc", "--workspace", "--no-deps", "--locked"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
     step("all checks passed");
     Ok(())
 }
@@ -58,5 +68,8 @@ fn step(message: &str) {
 
 /// The workspace root: the parent of this crate's manifest directory.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives one level below the root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the root")
+        .to_path_buf()
 }

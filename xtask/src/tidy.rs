@@ -11,7 +11,12 @@ use anyhow::{Context as _, bail};
 /// The markers that mean unfinished work, built so that this file does not
 /// trip over its own list.
 fn markers() -> [String; 4] {
-    [["todo", "!("].concat(), ["unimplemented", "!("].concat(), ["dbg", "!("].concat(), ["#[", "ignore]"].concat()]
+    [
+        ["todo", "!("].concat(),
+        ["unimplemented", "!("].concat(),
+        ["dbg", "!("].concat(),
+        ["#[", "ignore]"].concat(),
+    ]
 }
 
 /// Checks every tracked Rust file below `root`.
@@ -21,7 +26,8 @@ fn markers() -> [String; 4] {
 pub(crate) fn check(root: &Path) -> anyhow::Result<()> {
     let mut problems = Vec::new();
     for path in rust_files(root)? {
-        let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let shown = path.strip_prefix(root).unwrap_or(&path).display().to_string();
         if !text.trim_start().starts_with("//!") {
             problems.push(format!("{shown}: does not open with a `//!` doc line"));

@@ -108,7 +108,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let authentik = cli.settings.authentik()?;
             let wiring = wiring::Wiring::open(&settings, &authentik).await?;
             let shutdown = shutdown_on_signal();
-            let report = scheduler::catch_up(&wiring.ingest, &shutdown).await.context("ingest failed")?;
+            let report =
+                scheduler::catch_up(&wiring.ingest, &shutdown).await.context("ingest failed")?;
             output::summary(&report, json)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -121,7 +122,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Timeline(args) => {
             let query = args.query(Utc::now())?;
             let stores = wiring::Stores::open(&settings).await?;
-            let records = stores.reader.timeline(&query).await.context("reading the timeline failed")?;
+            let records =
+                stores.reader.timeline(&query).await.context("reading the timeline failed")?;
             output::timeline(&records, args.json)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -130,18 +132,24 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 
 impl TimelineArgs {
     fn query(&self, now: DateTime<Utc>) -> anyhow::Result<TimelineQuery> {
-        let tenant = self
-            .tenant
-            .as_deref()
-            .map(TenantSlug::parse)
-            .transpose()
-            .context("--tenant")?;
+        let tenant =
+            self.tenant.as_deref().map(TenantSlug::parse).transpose().context("--tenant")?;
         Ok(TimelineQuery {
             tenant,
             verb: self.verb.clone(),
             actor: self.actor.clone(),
-            since: self.since.as_deref().map(|text| moment(text, now)).transpose().context("--since")?,
-            until: self.until.as_deref().map(|text| moment(text, now)).transpose().context("--until")?,
+            since: self
+                .since
+                .as_deref()
+                .map(|text| moment(text, now))
+                .transpose()
+                .context("--since")?,
+            until: self
+                .until
+                .as_deref()
+                .map(|text| moment(text, now))
+                .transpose()
+                .context("--until")?,
             limit: self.limit,
         })
     }
@@ -152,8 +160,9 @@ fn moment(text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Ok(at.to_utc());
     }
-    let ago = humantime::parse_duration(text)
-        .map_err(|_| anyhow::anyhow!("`{text}` is neither an RFC 3339 time nor a duration such as `2h`"))?;
+    let ago = humantime::parse_duration(text).map_err(|_| {
+        anyhow::anyhow!("`{text}` is neither an RFC 3339 time nor a duration such as `2h`")
+    })?;
     let ago = chrono::TimeDelta::from_std(ago).context("duration too long")?;
     now.checked_sub_signed(ago).context("duration too long")
 }
@@ -196,7 +205,10 @@ mod tests {
     fn moment_reads_rfc3339_and_durations() {
         let now = DateTime::parse_from_rfc3339("2026-12-03T12:00:00Z").unwrap().to_utc();
 
-        assert_eq!(moment("2026-12-03T10:00:00Z", now).unwrap().to_rfc3339(), "2026-12-03T10:00:00+00:00");
+        assert_eq!(
+            moment("2026-12-03T10:00:00Z", now).unwrap().to_rfc3339(),
+            "2026-12-03T10:00:00+00:00"
+        );
         assert_eq!(moment("2h", now).unwrap().to_rfc3339(), "2026-12-03T10:00:00+00:00");
         assert!(moment("yesterday", now).is_err());
     }

@@ -172,16 +172,18 @@ impl RawSettings {
         if ingest.page_size > MAX_PAGE_SIZE {
             return Err(invalid(
                 "INGEST_PAGE_SIZE",
-                format!("`{}` is above {MAX_PAGE_SIZE}, the most Authentik serves", ingest.page_size),
+                format!(
+                    "`{}` is above {MAX_PAGE_SIZE}, the most Authentik serves",
+                    ingest.page_size
+                ),
             ));
         }
         Ok(Settings {
             store: store(self.audit_store.as_deref())?,
             tenants: self.tenants.as_deref().map(tenants).transpose()?,
             admin_groups: match &self.admin_groups {
-                Some(text) => {
-                    AdminGroups::parse(text).map_err(|error| invalid("ADMIN_GROUPS", error.to_string()))?
-                }
+                Some(text) => AdminGroups::parse(text)
+                    .map_err(|error| invalid("ADMIN_GROUPS", error.to_string()))?,
                 None => AdminGroups::default(),
             },
             ingest,
@@ -194,11 +196,10 @@ impl RawSettings {
     /// [`SettingError`] naming the first setting that is missing or cannot be
     /// used.
     pub fn authentik(&self) -> Result<AuthentikSettings, SettingError> {
-        let text = self
-            .authentik_url
-            .as_deref()
-            .filter(|text| !text.trim().is_empty())
-            .ok_or_else(|| invalid("AUTHENTIK_URL", "is not set; give the Authentik base URL"))?;
+        let text =
+            self.authentik_url.as_deref().filter(|text| !text.trim().is_empty()).ok_or_else(
+                || invalid("AUTHENTIK_URL", "is not set; give the Authentik base URL"),
+            )?;
         let url = Url::parse(text.trim())
             .map_err(|error| invalid("AUTHENTIK_URL", format!("`{text}` is not a URL: {error}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
@@ -250,7 +251,11 @@ fn read_token(path: &Path) -> Result<String, SettingError> {
     })
 }
 
-fn duration(name: &'static str, text: Option<&str>, default: &str) -> Result<Duration, SettingError> {
+fn duration(
+    name: &'static str,
+    text: Option<&str>,
+    default: &str,
+) -> Result<Duration, SettingError> {
     let text = text.unwrap_or(default).trim();
     humantime::parse_duration(text).map_err(|error| {
         invalid(name, format!("`{text}` is not a duration such as `60s` or `5m`: {error}"))
@@ -284,7 +289,10 @@ fn store(text: Option<&str>) -> Result<StoreLocation, SettingError> {
     let text = text.unwrap_or("sqlite://audit.db").trim();
     if let Some(path) = text.strip_prefix("sqlite://") {
         if path.is_empty() {
-            return Err(invalid("AUDIT_STORE", "`sqlite://` needs a file path, such as `sqlite://audit.db`"));
+            return Err(invalid(
+                "AUDIT_STORE",
+                "`sqlite://` needs a file path, such as `sqlite://audit.db`",
+            ));
         }
         return Ok(StoreLocation::Sqlite(PathBuf::from(path)));
     }
@@ -336,7 +344,8 @@ mod tests {
 
     #[test]
     fn malformed_values_name_their_setting() {
-        let cases: [(fn(&mut RawSettings), &str); 9] = [
+        type Change = fn(&mut RawSettings);
+        let cases: [(Change, &str); 9] = [
             (|raw| raw.ingest_interval = Some("soon".into()), "INGEST_INTERVAL"),
             (|raw| raw.ingest_interval = Some("0s".into()), "INGEST_INTERVAL"),
             (|raw| raw.ingest_page_size = Some("1000".into()), "INGEST_PAGE_SIZE"),
@@ -406,9 +415,13 @@ mod tests {
 
         let settings = raw.settings().unwrap();
 
-        let slugs: Vec<&str> = settings.tenants.as_ref().unwrap().iter().map(TenantSlug::as_str).collect();
+        let slugs: Vec<&str> =
+            settings.tenants.as_ref().unwrap().iter().map(TenantSlug::as_str).collect();
         assert_eq!(slugs, ["acme", "globex"]);
-        assert_eq!(settings.store, StoreLocation::Mongo("mongodb://db.example.test:27017/audit".into()));
+        assert_eq!(
+            settings.store,
+            StoreLocation::Mongo("mongodb://db.example.test:27017/audit".into())
+        );
     }
 
     #[test]

@@ -147,7 +147,8 @@ impl Ingest {
         let mut report = TickReport::default();
 
         for _ in 0..self.settings.max_pages {
-            let request = PageRequest { page: cursor.next_page(), page_size: self.settings.page_size };
+            let request =
+                PageRequest { page: cursor.next_page(), page_size: self.settings.page_size };
             report.requests += 1;
             let page = tokio::select! {
                 page = self.ports.source.fetch_page(request) => page,
@@ -204,8 +205,11 @@ impl Ingest {
         let users: BTreeSet<String> =
             wanted.iter().flat_map(|event| event.group_lookups()).map(str::to_owned).collect();
         let users: Vec<String> = users.into_iter().collect();
-        let memberships =
-            if users.is_empty() { HashMap::new() } else { self.ports.groups.memberships(&users).await? };
+        let memberships = if users.is_empty() {
+            HashMap::new()
+        } else {
+            self.ports.groups.memberships(&users).await?
+        };
 
         let source = self.ports.source.name();
         let context = RecordContext {

@@ -82,7 +82,12 @@ pub fn timeline(records: &[AuditRecord], json: bool) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    writeln!(out, "{:<27}  {:<34}  {:<28}  {:<12}  {}", "AT", "VERB", "ACTOR", "TENANT", "IP")?;
+    let header = ["AT", "VERB", "ACTOR", "TENANT", "IP"];
+    writeln!(
+        out,
+        "{:<27}  {:<34}  {:<28}  {:<12}  {}",
+        header[0], header[1], header[2], header[3], header[4]
+    )?;
     for record in records {
         let actor = record.actor.as_ref().map(identity_label).unwrap_or_default();
         let actor = match (&record.on_behalf_of, &record.subject) {

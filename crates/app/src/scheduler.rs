@@ -31,7 +31,10 @@ pub async fn run(ingest: &Ingest, interval: Duration, shutdown: &CancellationTok
                 if report.caught_up { interval } else { Duration::ZERO }
             }
             Err(TickError::Fetch(FetchError::RateLimited { retry_after })) => {
-                tracing::warn!(retry_after_s = retry_after.as_secs(), "Tick rate limited by the source.");
+                tracing::warn!(
+                    retry_after_s = retry_after.as_secs(),
+                    "Tick rate limited by the source."
+                );
                 interval.max(retry_after)
             }
             Err(error) => {

@@ -32,8 +32,9 @@ impl Stores {
     pub async fn open(settings: &Settings) -> anyhow::Result<Self> {
         match &settings.store {
             StoreLocation::Sqlite(path) => {
-                let store = SqliteStore::open(path)
-                    .with_context(|| format!("opening the store `{}`", settings.store.redacted()))?;
+                let store = SqliteStore::open(path).with_context(|| {
+                    format!("opening the store `{}`", settings.store.redacted())
+                })?;
                 if let Some(tenants) = &settings.tenants {
                     store.set_tenants(tenants).await.context("writing TENANTS to the store")?;
                 }
@@ -76,7 +77,8 @@ impl Wiring {
         }
         let mut config = AuthentikConfig::new(authentik.url.clone(), authentik.token.clone());
         config.ca_bundle = authentik.ca_bundle.clone();
-        let client = Arc::new(AuthentikClient::new(config).context("building the Authentik client")?);
+        let client =
+            Arc::new(AuthentikClient::new(config).context("building the Authentik client")?);
         let stores = Stores::open(settings).await?;
         let ports = Ports {
             source: client.clone(),

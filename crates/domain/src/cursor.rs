@@ -231,7 +231,11 @@ mod tests {
     }
 
     fn settled(minute: i64) -> Cursor {
-        Cursor { last_event_at: Some(at(minute)), last_event_id: Some(format!("e{minute}")), walk: None }
+        Cursor {
+            last_event_at: Some(at(minute)),
+            last_event_id: Some(format!("e{minute}")),
+            walk: None,
+        }
     }
 
     #[test]

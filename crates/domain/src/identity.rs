@@ -182,7 +182,11 @@ mod tests {
         check(
             &event(Some(user)),
             false,
-            Parties { actor: Some(admin()), subject: Some(Subject::User(ana())), ..Parties::default() },
+            Parties {
+                actor: Some(admin()),
+                subject: Some(Subject::User(ana())),
+                ..Parties::default()
+            },
         );
     }
 
@@ -203,7 +207,11 @@ mod tests {
         check(
             &event(Some(user)),
             true,
-            Parties { actor: Some(admin()), subject: Some(Subject::User(ana())), ..Parties::default() },
+            Parties {
+                actor: Some(admin()),
+                subject: Some(Subject::User(ana())),
+                ..Parties::default()
+            },
         );
     }
 
@@ -221,7 +229,11 @@ mod tests {
         check(
             &event,
             false,
-            Parties { actor: Some(admin()), subject: Some(Subject::Model(model)), ..Parties::default() },
+            Parties {
+                actor: Some(admin()),
+                subject: Some(Subject::Model(model)),
+                ..Parties::default()
+            },
         );
     }
 

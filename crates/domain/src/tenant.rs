@@ -246,7 +246,9 @@ impl TenantRule {
         }
         match about {
             About::Group(name) => {
-                if let Some(tenant) = self.tenants.find(name).filter(|_| !self.admin_groups.matches(name)) {
+                if let Some(tenant) =
+                    self.tenants.find(name).filter(|_| !self.admin_groups.matches(name))
+                {
                     return decided(tenant.clone(), Basis::AboutGroup);
                 }
             }

@@ -34,7 +34,10 @@ pub trait GroupDirectory: Send + Sync {
     /// [`LookupError`] when any lookup failed for another reason (transport,
     /// permission, malformed answer); the caller then stores nothing of the
     /// batch, so that no event is filed under a wrong tenant.
-    async fn memberships(&self, users: &[String]) -> Result<HashMap<String, Membership>, LookupError>;
+    async fn memberships(
+        &self,
+        users: &[String],
+    ) -> Result<HashMap<String, Membership>, LookupError>;
 }
 
 /// Where the real tenants are listed.

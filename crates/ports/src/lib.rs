@@ -20,6 +20,4 @@ mod store;
 pub use directory::{GroupDirectory, LookupError, TenantDirectory};
 pub use error::{AuthFailure, BoxError, FetchError, StoreError};
 pub use source::{EventSource, PageRequest, RejectedEvent, SourcePage};
-pub use store::{
-    AuditReader, AuditStore, CursorStore, SourceStatus, StoreOutcome, TimelineQuery,
-};
+pub use store::{AuditReader, AuditStore, CursorStore, SourceStatus, StoreOutcome, TimelineQuery};

@@ -1,0 +1,246 @@
+//! The `audit-ingest` binary, run as an operator would, against a mock
+//! Authentik.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tests::fixtures;
+use tests::mock_authentik::MockAuthentik;
+
+const TOKEN: &str = "cli-test-token-9f8e7d6c";
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Self {
+        let path =
+            std::env::temp_dir().join(format!("audit-ingest-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+
+    fn store(&self) -> String {
+        format!("sqlite://{}", self.0.join("audit.db").display())
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A command with a clean environment: only what the test sets.
+fn audit_ingest(dir: &Dir) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_audit-ingest"));
+    command.env_clear().env("AUDIT_STORE", dir.store()).current_dir(&dir.0);
+    command
+}
+
+fn with_authentik(mut command: Command, authentik: &MockAuthentik) -> Command {
+    command
+        .env("AUTHENTIK_URL", authentik.uri())
+        .env("AUTHENTIK_TOKEN", TOKEN)
+        .env("TENANTS", "acme,globex,initech");
+    command
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn assert_no_token(output: &Output) {
+    assert!(!text(&output.stdout).contains(TOKEN), "token in stdout");
+    assert!(!text(&output.stderr).contains(TOKEN), "token in stderr");
+}
+
+async fn smoke_authentik() -> MockAuthentik {
+    let authentik = MockAuthentik::start(TOKEN).await;
+    authentik.set_events(fixtures::smoke_events());
+    authentik.set_users(fixtures::smoke_users());
+    authentik
+}
+
+async fn run(command: Command) -> Output {
+    let mut command = command;
+    tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap()
+}
+
+#[tokio::test]
+async fn missing_url_ends_with_one_line_naming_it_and_exit_code_2() {
+    let dir = Dir::new("missing-url");
+    let mut command = audit_ingest(&dir);
+    command.arg("once").env("AUTHENTIK_TOKEN", TOKEN);
+
+    let output = run(command).await;
+
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("AUTHENTIK_URL"), "{stderr}");
+    assert_no_token(&output);
+}
+
+#[tokio::test]
+async fn malformed_setting_ends_with_one_line_naming_it_and_exit_code_2() {
+    for (name, value) in [
+        ("INGEST_INTERVAL", "soon"),
+        ("INGEST_PAGE_SIZE", "500"),
+        ("INGEST_OVERLAP", "x"),
+        ("AUDIT_INGEST_ENABLED", "perhaps"),
+        ("TENANTS", "Acme Corp"),
+        ("AUDIT_STORE", "ftp://x"),
+    ] {
+        let dir = Dir::new(&format!("bad-{name}"));
+        let mut command = audit_ingest(&dir);
+        command
+            .arg("once")
+            .env("AUTHENTIK_URL", "http://127.0.0.1:9")
+            .env("AUTHENTIK_TOKEN", TOKEN)
+            .env(name, value);
+
+        let output = run(command).await;
+
+        assert_eq!(output.status.code(), Some(2), "{name}");
+        let stderr = text(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{name}: {stderr}");
+        assert!(stderr.contains(name), "{name}: {stderr}");
+        assert_no_token(&output);
+    }
+}
+
+#[tokio::test]
+async fn once_ingests_the_smoke_scenario_and_prints_a_json_summary() {
+    let authentik = smoke_authentik().await;
+    let dir = Dir::new("once");
+    let mut command = with_authentik(audit_ingest(&dir), &authentik);
+    command.args(["once", "--json"]);
+
+    let output = run(command).await;
+
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_no_token(&output);
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["fetched"], 78);
+    assert_eq!(summary["stored"], 78);
+    assert_eq!(summary["duplicates"], 0);
+    assert_eq!(summary["setAside"], 0);
+    assert_eq!(summary["cursor"]["lastEventId"], fixtures::smoke_events()[77]["pk"]);
+}
+
+#[tokio::test]
+async fn status_and_timeline_read_back_what_once_stored() {
+    let authentik = smoke_authentik().await;
+    let dir = Dir::new("read-back");
+    let mut once = with_authentik(audit_ingest(&dir), &authentik);
+    once.arg("once");
+    assert!(run(once).await.status.success());
+
+    let mut status = audit_ingest(&dir);
+    status.args(["status", "--json"]);
+    let status = run(status).await;
+    let mut timeline = audit_ingest(&dir);
+    timeline.args([
+        "timeline",
+        "--json",
+        "--tenant",
+        "acme",
+        "--verb",
+        "authentik.login",
+        "--limit",
+        "100",
+    ]);
+    let timeline = run(timeline).await;
+    let mut table = audit_ingest(&dir);
+    table.args(["timeline", "--actor", "gia.testcase@initech.example.test"]);
+    let table = run(table).await;
+
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status[0]["source"], "authentik");
+    assert_eq!(status[0]["stored"], 78);
+    let lines: Vec<Value> =
+        text(&timeline.stdout).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    // acme's logins and failed logins, newest first: ben logs in after one
+    // failed try, ana logged in before them.
+    let verbs: Vec<&str> = lines.iter().map(|line| line["verb"].as_str().unwrap()).collect();
+    assert_eq!(verbs, ["authentik.login", "authentik.login_failed", "authentik.login"]);
+    for line in &lines {
+        assert_eq!(line["tenantSlug"], "acme");
+        for key in [
+            "source",
+            "externalId",
+            "at",
+            "action",
+            "actor",
+            "onBehalfOf",
+            "subject",
+            "ip",
+            "userAgent",
+            "app",
+            "context",
+            "recordedAt",
+        ] {
+            assert!(line.get(key).is_some(), "missing {key}");
+        }
+    }
+    let table = text(&table.stdout);
+    assert!(table.starts_with("AT"), "{table}");
+    // gia's two failed logins and one login; her password reset names her
+    // as the subject, not the actor.
+    assert_eq!(table.lines().count(), 1 + 3, "{table}");
+}
+
+#[tokio::test]
+async fn run_with_ingest_disabled_does_nothing_and_exits_0() {
+    let authentik = smoke_authentik().await;
+    let dir = Dir::new("disabled");
+    let mut command = with_authentik(audit_ingest(&dir), &authentik);
+    command.arg("run").env("AUDIT_INGEST_ENABLED", "false");
+
+    let output = run(command).await;
+
+    assert!(output.status.success());
+    assert!(text(&output.stderr).contains("disabled"), "{}", text(&output.stderr));
+    assert_eq!(authentik.events_requests(), 0);
+}
+
+#[tokio::test]
+async fn run_stops_on_sigterm_with_exit_0_and_a_saved_cursor() {
+    let authentik = smoke_authentik().await;
+    let dir = Dir::new("sigterm");
+    let mut command = with_authentik(audit_ingest(&dir), &authentik);
+    command.arg("run").env("INGEST_INTERVAL", "1h").stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    wait_until(Duration::from_secs(20), || {
+        authentik.events_requests() >= 1 && db_has_events(&dir.0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+
+    assert!(killed.success());
+    assert_eq!(status.code(), Some(0));
+    let mut status = audit_ingest(&dir);
+    status.args(["status", "--json"]);
+    let status: Value = serde_json::from_slice(&run(status).await.stdout).unwrap();
+    assert_eq!(status[0]["stored"], 78);
+    assert!(status[0]["cursor"]["lastEventAt"].is_string());
+}
+
+fn db_has_events(dir: &Path) -> bool {
+    std::fs::metadata(dir.join("audit.db")).is_ok_and(|meta| meta.len() > 0)
+}
+
+async fn wait_until(limit: Duration, mut ready: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ready() {
+        assert!(started.elapsed() < limit, "timed out waiting");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
