@@ -1,7 +1,8 @@
 //! Tidy checks: rules of the house style that a machine can hold us to.
 //!
-//! Every Rust file opens with a `//!` line saying what it is for, and no
-//! file carries the markers of unfinished work.
+//! Every Rust file opens with a `//!` line saying what it is for, no file
+//! carries the markers of unfinished work, and no crate takes a dependency
+//! that `docs/ARCHITECTURE.md` forbids it.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,16 @@ fn markers() -> [String; 4] {
 /// # Errors
 /// One error listing every file that breaks a rule.
 pub(crate) fn check(root: &Path) -> anyhow::Result<()> {
+    let mut problems = file_problems(root)?;
+    problems.extend(forbidden_dependencies(root)?);
+    if !problems.is_empty() {
+        bail!("tidy found {} problem(s):\n  {}", problems.len(), problems.join("\n  "));
+    }
+    Ok(())
+}
+
+/// Returns a problem for each Rust file below `root` that breaks a rule.
+fn file_problems(root: &Path) -> anyhow::Result<Vec<String>> {
     let mut problems = Vec::new();
     for path in rust_files(root)? {
         let text =
@@ -38,10 +49,60 @@ pub(crate) fn check(root: &Path) -> anyhow::Result<()> {
             }
         }
     }
-    if !problems.is_empty() {
-        bail!("tidy found {} problem(s):\n  {}", problems.len(), problems.join("\n  "));
+    Ok(problems)
+}
+
+/// For each crate, the dependencies its architecture invariants forbid.
+const FORBIDDEN: &[(&str, &[&str])] = &[
+    (
+        "crates/domain",
+        &["tokio", "reqwest", "mongodb", "rusqlite", "tracing-subscriber", "ports", "app"],
+    ),
+    ("crates/ports", &["tokio", "reqwest", "mongodb", "bson", "rusqlite", "app", "adapters-"]),
+    (
+        "crates/adapters-authentik",
+        &["mongodb", "rusqlite", "tracing-subscriber", "app", "adapters-"],
+    ),
+    ("crates/adapters-sqlite", &["reqwest", "mongodb", "tracing-subscriber", "app", "adapters-"]),
+    ("crates/adapters-mongo", &["reqwest", "rusqlite", "tracing-subscriber", "app", "adapters-"]),
+    ("xtask", &["domain", "ports", "app", "adapters-"]),
+];
+
+/// Returns a problem for each forbidden dependency a crate's manifest names
+/// outside its dev-dependencies.
+fn forbidden_dependencies(root: &Path) -> anyhow::Result<Vec<String>> {
+    let mut problems = Vec::new();
+    for (krate, forbidden) in FORBIDDEN {
+        let manifest = root.join(krate).join("Cargo.toml");
+        let text = fs::read_to_string(&manifest)
+            .with_context(|| format!("reading {}", manifest.display()))?;
+        for name in dependency_names(&text) {
+            let hit = forbidden
+                .iter()
+                .any(|bad| if bad.ends_with('-') { name.starts_with(bad) } else { name == *bad });
+            if hit {
+                problems.push(format!(
+                    "{krate}: depends on `{name}`, which docs/ARCHITECTURE.md forbids"
+                ));
+            }
+        }
     }
-    Ok(())
+    Ok(problems)
+}
+
+/// The names in a manifest's `[dependencies]` and `[build-dependencies]`.
+fn dependency_names(manifest: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut in_dependencies = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_dependencies = matches!(line, "[dependencies]" | "[build-dependencies]");
+        } else if in_dependencies && !line.is_empty() && !line.starts_with('#') {
+            let name = line.split(['=', '.', ' ']).next().unwrap_or_default();
+            names.push(name);
+        }
+    }
+    names
 }
 
 fn rust_files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -75,14 +136,22 @@ mod tests {
     }
 
     #[test]
+    fn dependency_names_skip_dev_dependencies() {
+        let manifest = "[package]\nname = \"x\"\n[dependencies]\ntokio.workspace = true\nserde = \"1\"\n[dev-dependencies]\nwiremock = \"0.6\"\n";
+
+        assert_eq!(dependency_names(manifest), ["tokio", "serde"]);
+    }
+
+    #[test]
     fn tidy_rejects_a_file_without_a_module_doc() {
         let dir = std::env::temp_dir().join(format!("xtask-tidy-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("bad.rs"), "fn main() {}\n").unwrap();
 
-        let result = check(&dir);
+        let problems = file_problems(&dir).unwrap();
 
         fs::remove_dir_all(&dir).unwrap();
-        assert!(result.unwrap_err().to_string().contains("bad.rs"));
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].contains("bad.rs"), "{problems:?}");
     }
 }
