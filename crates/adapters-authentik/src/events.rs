@@ -54,7 +54,18 @@ impl EventSource for AuthentikClient {
 /// Maps an answer other than 200 to the error the port names for it.
 fn status_error(answer: &Answer, page: u32, url: &url::Url) -> FetchError {
     match answer.status {
-        StatusCode::NOT_FOUND => FetchError::PageOutOfRange { page },
+        // Authentik says "Invalid page." past the last page; any other 404
+        // (a proxy, a wrong sub-path) means the URL does not lead to the API.
+        StatusCode::NOT_FOUND if detail(&answer.body).as_deref() == Some("Invalid page.") => {
+            FetchError::PageOutOfRange { page }
+        }
+        StatusCode::NOT_FOUND => FetchError::Other {
+            message: format!(
+                "`{}` answered 404 without Authentik's page error; check that AUTHENTIK_URL is the server's base URL",
+                redacted(url)
+            ),
+            source: None,
+        },
         StatusCode::FORBIDDEN => FetchError::Unauthorized(auth_failure(&answer.body)),
         StatusCode::TOO_MANY_REQUESTS => {
             FetchError::RateLimited { retry_after: retry_after(&answer.headers, Utc::now()) }
@@ -205,6 +216,16 @@ mod tests {
         let error = client(&server, 3).fetch_page(PageRequest { page: 29, page_size: 5 }).await;
 
         assert!(matches!(error, Err(FetchError::PageOutOfRange { page: 29 })), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn fetch_names_the_url_setting_when_a_404_is_not_authentiks() {
+        let server = answering(404, "<html>Not Found</html>".into()).await;
+
+        let error = client(&server, 0).fetch_page(first_page()).await.unwrap_err();
+
+        assert!(matches!(error, FetchError::Other { .. }), "{error:?}");
+        assert!(error.to_string().contains("AUTHENTIK_URL"), "{error}");
     }
 
     #[tokio::test]
