@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use domain::AuditRecord;
 use domain::{
     ActionMap, AdminGroups, Cursor, PageObservation, RecordContext, SourceEvent, TenantRule,
     WalkPolicy, build_record,
@@ -23,13 +24,6 @@ use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
-
-/// How far in the future an event may be dated and still move the cursor.
-///
-/// Clocks drift; an event a few minutes ahead is ordinary. One dated years
-/// ahead is stored but must not become the cursor, or every later event
-/// would look older than the cursor's floor.
-const FUTURE_TOLERANCE: TimeDelta = TimeDelta::minutes(5);
 
 /// The adapters one source's ingest works with.
 #[derive(Clone)]
@@ -147,28 +141,34 @@ impl Ingest {
         let mut report = TickReport::default();
 
         for _ in 0..self.settings.max_pages {
-            let request =
-                PageRequest { page: cursor.next_page(), page_size: self.settings.page_size };
+            // A walk under way keeps the page size its page numbers were
+            // counted in, whatever the setting says after a restart.
+            let page_size =
+                cursor.walk.as_ref().map_or(self.settings.page_size, |walk| walk.page_size);
+            let request = PageRequest { page: cursor.next_page(), page_size };
             report.requests += 1;
-            let page = tokio::select! {
-                page = self.ports.source.fetch_page(request) => page,
+            let prepared = tokio::select! {
+                prepared = self.prepare(&cursor, request, &rule) => prepared,
                 () = shutdown.cancelled() => {
                     report.interrupted = true;
                     break;
                 }
             };
-            let page = match page {
-                Ok(page) => page,
-                Err(FetchError::PageOutOfRange { page }) => {
+            let prepared = match prepared {
+                Ok(prepared) => prepared,
+                Err(TickError::Fetch(FetchError::PageOutOfRange { page })) if page > 1 => {
                     tracing::debug!(page, "Page past the end; the history shrank.");
                     cursor = cursor.page_missing();
                     continue;
                 }
-                Err(error) => return Err(error.into()),
+                Err(error) => return Err(error),
             };
-            report.fetched += page.len as u64;
+            report.fetched += prepared.page.len as u64;
 
-            let step = self.store_page(&cursor, &page, &rule, &mut report).await?;
+            // From here the page is stored and its cursor saved whatever
+            // happens to `shutdown`: a batch in hand is never abandoned.
+            self.commit(&prepared, &mut report).await?;
+            let step = self.observe(&cursor, &prepared.page, page_size);
             cursor = step.cursor().clone();
             self.ports.cursors.save(&source, &cursor).await?;
             if step.is_done() {
@@ -184,14 +184,16 @@ impl Ingest {
         Ok(report)
     }
 
-    /// Stores the wanted events of `page` and returns the walk's next step.
-    async fn store_page(
+    /// Reads one page and builds the records of its wanted events, with
+    /// the group lookups tenant inference needs. Nothing is written, so this
+    /// step may be abandoned at any point.
+    async fn prepare(
         &self,
         cursor: &Cursor,
-        page: &SourcePage,
+        request: PageRequest,
         rule: &TenantRule,
-        report: &mut TickReport,
-    ) -> Result<domain::WalkStep, TickError> {
+    ) -> Result<Prepared, TickError> {
+        let page = self.ports.source.fetch_page(request).await?;
         let overlap = self.settings.overlap;
         let wanted: Vec<&SourceEvent> =
             page.events.iter().filter(|event| cursor.wants(event.at, overlap)).collect();
@@ -211,18 +213,22 @@ impl Ingest {
             self.ports.groups.memberships(&users).await?
         };
 
-        let source = self.ports.source.name();
         let context = RecordContext {
-            source,
+            source: self.ports.source.name(),
             actions: &self.actions,
             tenants: rule,
             memberships: &memberships,
             recorded_at: Utc::now(),
         };
-        let records: Vec<_> =
+        let records =
             wanted.into_iter().map(|event| build_record(event.clone(), &context)).collect();
-        if !records.is_empty() {
-            let outcomes = self.ports.store.store_batch(&records).await?;
+        Ok(Prepared { page, records, rejected })
+    }
+
+    /// Stores a prepared page's records and sets its unreadable events aside.
+    async fn commit(&self, prepared: &Prepared, report: &mut TickReport) -> Result<(), TickError> {
+        if !prepared.records.is_empty() {
+            let outcomes = self.ports.store.store_batch(&prepared.records).await?;
             for outcome in outcomes {
                 match outcome {
                     StoreOutcome::Stored => report.stored += 1,
@@ -230,18 +236,22 @@ impl Ingest {
                 }
             }
         }
-        if !rejected.is_empty() {
-            for item in &rejected {
+        if !prepared.rejected.is_empty() {
+            for item in &prepared.rejected {
                 tracing::warn!(
                     external_id = item.external_id.as_deref(),
                     reason = %item.reason,
                     "Event set aside as unreadable."
                 );
             }
-            self.ports.store.set_aside(source, &rejected).await?;
-            report.set_aside += rejected.len() as u64;
+            self.ports.store.set_aside(self.ports.source.name(), &prepared.rejected).await?;
+            report.set_aside += prepared.rejected.len() as u64;
         }
+        Ok(())
+    }
 
+    /// Returns the walk's next step after `page`, read at `page_size`.
+    fn observe(&self, cursor: &Cursor, page: &SourcePage, page_size: u32) -> domain::WalkStep {
         let keys: Vec<(DateTime<Utc>, &str)> =
             page.events.iter().map(|event| (event.at, event.external_id.as_str())).collect();
         let observation = PageObservation {
@@ -252,11 +262,21 @@ impl Ingest {
             keys: &keys,
         };
         let policy = WalkPolicy {
-            overlap,
-            page_size: self.settings.page_size,
+            overlap: self.settings.overlap,
+            page_size,
             now: Utc::now(),
-            future_tolerance: FUTURE_TOLERANCE,
+            // An event dated within the overlap ahead of our clock may become
+            // the top: the next floor then still lies at or before now, so
+            // events written afterwards by a correct clock are above it.
+            future_tolerance: self.settings.overlap,
         };
-        Ok(cursor.observe(&observation, &policy))
+        cursor.observe(&observation, &policy)
     }
+}
+
+/// A page read and turned into records, not yet stored.
+struct Prepared {
+    page: SourcePage,
+    records: Vec<AuditRecord>,
+    rejected: Vec<RejectedEvent>,
 }

@@ -8,16 +8,29 @@
 //! that comes with every page to notice when events were deleted above its
 //! position. When the count fell by `d`, events may have moved up by as many
 //! as `d` places, past the start of the next page, so the walk steps back
-//! `ceil(d / page size)` pages before it goes on. When the count did not
-//! fall, events could only have moved down, and reading them again is
-//! harmless: the store drops duplicates.
+//! `ceil(d / page size) + 1` pages before it goes on. The extra page is for
+//! a source that counts and slices in two statements: a deletion between
+//! them shifts a page without lowering the count served with it, and shows
+//! only in the next page's count. Re-reading is harmless: the store drops
+//! duplicates.
+//!
+//! When the count did not fall, additions at least matched deletions. New
+//! events arrive at the top, so they push the walk's position down, not up.
+//! The one exception is an event that becomes visible late *below* the
+//! walk's position while another is deleted above it: the two cancel in the
+//! count, and one event at the walk's position can be skipped. Late events
+//! are at most a few minutes old when they appear, so the skipped event is
+//! that recent too, and the next walk, whose floor lies `overlap` below this
+//! walk's top, reads it again. That is why `INGEST_OVERLAP` must cover the
+//! longest delay with which events become visible.
 //!
 //! The cursor's `lastEventAt` moves only when a walk is complete, to the
 //! newest event the walk saw on its first page. The next walk's floor is that
 //! time less the overlap window, so that an event which becomes visible a few
-//! minutes after newer ones is still read. Events whose time lies further in
-//! the future than [`WalkPolicy::future_tolerance`] are stored but never
-//! become the top, so that one bad clock cannot stall the cursor.
+//! minutes after newer ones is still read. Events dated further in the future
+//! than [`WalkPolicy::future_tolerance`] are stored but never become the
+//! top, so that one bad clock cannot lift the floor above events still to
+//! come.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -172,7 +185,7 @@ impl Cursor {
         let shrunk_by = walk.count.saturating_sub(observation.count);
         walk.count = observation.count;
         if shrunk_by > 0 && observation.page > 1 {
-            let back = shrunk_by.div_ceil(u64::from(walk.page_size.max(1)));
+            let back = shrunk_by.div_ceil(u64::from(walk.page_size.max(1))) + 1;
             let back = u32::try_from(back).unwrap_or(u32::MAX);
             walk.next_page = observation.page.saturating_sub(back).max(1);
             return WalkStep::Continue(Cursor { walk: Some(walk), ..self.clone() });
@@ -315,8 +328,20 @@ mod tests {
         let step = observe(step.cursor(), 4, 26, true, &[77, 76, 75]);
 
         assert!(!step.is_done());
-        assert_eq!(step.cursor().next_page(), 2, "steps back ceil(4 / 3) pages");
+        assert_eq!(step.cursor().next_page(), 1, "steps back ceil(4 / 3) + 1 pages");
         assert_eq!(step.cursor().walk.as_ref().unwrap().count, 26);
+    }
+
+    #[test]
+    fn one_deletion_steps_back_two_pages_for_a_count_that_lagged() {
+        let mut step = observe(&Cursor::default(), 1, 30, true, &[90, 89, 88]);
+        for page in 2..=4 {
+            step = observe(step.cursor(), page, 30, true, &[80, 79, 78]);
+        }
+
+        let step = observe(step.cursor(), 5, 29, true, &[70, 69, 68]);
+
+        assert_eq!(step.cursor().next_page(), 3);
     }
 
     #[test]
