@@ -192,3 +192,67 @@ async fn malformed_event_is_set_aside_and_the_rest_are_stored() {
     assert_eq!(status[0].set_aside, 2);
     assert_eq!(status[0].stored, 18);
 }
+
+#[tokio::test]
+async fn page_size_changed_across_a_restart_mid_walk_loses_nothing() {
+    let events = history(300, TimeDelta::minutes(1), TimeDelta::hours(1));
+    let mut world = World::start(events.clone(), vec![]).await;
+    world.settings.page_size = 10;
+    world.settings.max_pages = 3;
+    let (ingest, _) = world.ingest().await;
+    let first = ingest.tick(&Default::default()).await.unwrap();
+    assert!(!first.caught_up);
+    drop(ingest);
+
+    world.settings.page_size = 100;
+    world.settings.max_pages = 10;
+    world.catch_up().await;
+
+    assert_eq!(ids(&world.stored().await), pks(&events));
+}
+
+#[tokio::test]
+async fn server_capping_pages_below_the_asked_size_loses_nothing_when_events_vanish() {
+    let events = history(400, TimeDelta::minutes(1), TimeDelta::hours(1));
+    let world = World::start(events.clone(), vec![]).await;
+    // An admin lowered pagination_max_page_size; we still ask for 100.
+    world.authentik.set_max_page_size(30);
+    world.authentik.on_events_request(Box::new(|state, index| {
+        if index == 3 {
+            // A user deleted newer than the walk's position.
+            let mut newest = state.events();
+            newest.sort_by(|a, b| b["created"].as_str().cmp(&a["created"].as_str()));
+            let doomed: Vec<Value> =
+                newest.into_iter().take(7).map(|event| event["pk"].clone()).collect();
+            state.delete_where(|event| doomed.contains(&event["pk"]));
+        }
+    }));
+
+    world.catch_up().await;
+
+    let stored = ids(&world.stored().await);
+    let mut newest_first = events.clone();
+    newest_first.reverse();
+    for event in &newest_first[7..] {
+        let pk = event["pk"].as_str().unwrap().to_owned();
+        assert!(stored.binary_search(&pk).is_ok(), "lost {pk}");
+    }
+}
+
+#[tokio::test]
+async fn future_dated_event_does_not_hide_events_written_after_it() {
+    let now = Utc::now();
+    let mut events = history(20, TimeDelta::minutes(1), TimeDelta::minutes(5));
+    events.push(login(600_000, now + TimeDelta::days(365)));
+    let world = World::start(events.clone(), vec![]).await;
+    world.catch_up().await;
+    let later = login(600_001, Utc::now());
+    world.authentik.add_events(vec![later.clone()]);
+
+    let tick = world.catch_up().await;
+
+    assert_eq!(tick.stored, 1);
+    let mut all = events;
+    all.push(later);
+    assert_eq!(ids(&world.stored().await), pks(&all));
+}

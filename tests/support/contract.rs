@@ -3,7 +3,7 @@
 //! Each check is an async function that takes a fresh, empty store and
 //! panics when the store breaks the contract the `ports` traits document.
 //! The checks know nothing of any one store, so the SQLite store and any
-//! later one run the very same suite. [`store_contract!`] turns the checks
+//! later one run the very same suite. [`store_contract!`](crate::store_contract) turns the checks
 //! into one `#[tokio::test]` each, so every check passes or fails on its own
 //! line of the test report:
 //!

@@ -86,6 +86,14 @@ pub async fn main(cli: Cli) -> ExitCode {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = cli.settings.settings()?;
+    if matches!(cli.command, Command::Run | Command::Once { .. })
+        && settings.ingest.overlap < chrono::TimeDelta::minutes(1)
+    {
+        tracing::warn!(
+            overlap_s = settings.ingest.overlap.num_seconds(),
+            "INGEST_OVERLAP is under a minute; events that become visible later than that are missed."
+        );
+    }
     match cli.command {
         Command::Run => {
             if !settings.ingest.enabled {

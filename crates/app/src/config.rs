@@ -15,7 +15,9 @@ use secrecy::SecretString;
 use url::Url;
 
 /// The settings as given, before they are checked.
-#[derive(Debug, Clone, Default, Args)]
+///
+/// `Debug` shows whether a token was given, never the token.
+#[derive(Clone, Default, Args)]
 pub struct RawSettings {
     /// Base URL of the Authentik server, such as `https://auth.example.com`.
     #[arg(long, env = "AUTHENTIK_URL", global = true)]
@@ -59,6 +61,25 @@ pub struct RawSettings {
     /// [default: "authentik Admins,*-admins"].
     #[arg(long, env = "ADMIN_GROUPS", global = true)]
     pub admin_groups: Option<String>,
+}
+
+impl fmt::Debug for RawSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawSettings")
+            .field("authentik_url", &self.authentik_url)
+            .field("authentik_token", &self.authentik_token.as_ref().map(|_| "[REDACTED]"))
+            .field("authentik_token_file", &self.authentik_token_file)
+            .field("authentik_ca_bundle", &self.authentik_ca_bundle)
+            .field("audit_store", &self.audit_store)
+            .field("ingest_interval", &self.ingest_interval)
+            .field("ingest_page_size", &self.ingest_page_size)
+            .field("ingest_max_pages_per_tick", &self.ingest_max_pages_per_tick)
+            .field("ingest_overlap", &self.ingest_overlap)
+            .field("audit_ingest_enabled", &self.audit_ingest_enabled)
+            .field("tenants", &self.tenants)
+            .field("admin_groups", &self.admin_groups)
+            .finish()
+    }
 }
 
 /// A setting that cannot be used.
@@ -166,8 +187,8 @@ impl RawSettings {
             overlap: overlap(self.ingest_overlap.as_deref())?,
             enabled: boolean("AUDIT_INGEST_ENABLED", self.audit_ingest_enabled.as_deref())?,
         };
-        if ingest.interval.is_zero() {
-            return Err(invalid("INGEST_INTERVAL", "must be longer than zero"));
+        if ingest.interval < Duration::from_secs(1) {
+            return Err(invalid("INGEST_INTERVAL", "must be at least 1s"));
         }
         if ingest.page_size > MAX_PAGE_SIZE {
             return Err(invalid(
@@ -200,16 +221,23 @@ impl RawSettings {
             self.authentik_url.as_deref().filter(|text| !text.trim().is_empty()).ok_or_else(
                 || invalid("AUTHENTIK_URL", "is not set; give the Authentik base URL"),
             )?;
+        // The text is quoted back only once it is known to hold no
+        // credentials.
         let url = Url::parse(text.trim())
-            .map_err(|error| invalid("AUTHENTIK_URL", format!("`{text}` is not a URL: {error}")))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-            return Err(invalid("AUTHENTIK_URL", format!("`{text}` is not an http(s) URL")));
-        }
+            .map_err(|error| invalid("AUTHENTIK_URL", format!("is not a URL: {error}")))?;
         if !url.username().is_empty() || url.password().is_some() {
             return Err(invalid(
                 "AUTHENTIK_URL",
                 "must not carry credentials; give the token in AUTHENTIK_TOKEN",
             ));
+        }
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(invalid("AUTHENTIK_URL", format!("`{text}` is not an http(s) URL")));
+        }
+        if let Some(path) = &self.authentik_ca_bundle {
+            std::fs::File::open(path).map_err(|error| {
+                invalid("AUTHENTIK_CA_BUNDLE", format!("cannot read `{}`: {error}", path.display()))
+            })?;
         }
         Ok(AuthentikSettings {
             url,
@@ -303,6 +331,11 @@ fn store(text: Option<&str>) -> Result<StoreLocation, SettingError> {
 }
 
 fn tenants(text: &str) -> Result<TenantSet, SettingError> {
+    if text.trim().is_empty() {
+        // An empty value is most often a variable left unset by a template;
+        // taking it as "no tenants" would wipe the stored list.
+        return Err(invalid("TENANTS", "is empty; unset it to keep the stored tenant list"));
+    }
     let slugs = text.split(',').map(str::trim).filter(|slug| !slug.is_empty());
     let slugs = slugs
         .map(|slug| TenantSlug::parse(slug).map_err(|error| invalid("TENANTS", error.to_string())))
@@ -345,7 +378,7 @@ mod tests {
     #[test]
     fn malformed_values_name_their_setting() {
         type Change = fn(&mut RawSettings);
-        let cases: [(Change, &str); 9] = [
+        let cases: [(Change, &str); 11] = [
             (|raw| raw.ingest_interval = Some("soon".into()), "INGEST_INTERVAL"),
             (|raw| raw.ingest_interval = Some("0s".into()), "INGEST_INTERVAL"),
             (|raw| raw.ingest_page_size = Some("1000".into()), "INGEST_PAGE_SIZE"),
@@ -355,6 +388,8 @@ mod tests {
             (|raw| raw.audit_ingest_enabled = Some("maybe".into()), "AUDIT_INGEST_ENABLED"),
             (|raw| raw.tenants = Some("acme,Globex".into()), "TENANTS"),
             (|raw| raw.audit_store = Some("postgres://x".into()), "AUDIT_STORE"),
+            (|raw| raw.tenants = Some(" ".into()), "TENANTS"),
+            (|raw| raw.ingest_interval = Some("1ns".into()), "INGEST_INTERVAL"),
         ];
         for (change, name) in cases {
             let mut raw = raw();
@@ -379,6 +414,30 @@ mod tests {
         assert_eq!(error_name(bad_url.authentik()), "AUTHENTIK_URL");
         assert_eq!(error_name(missing_token.authentik()), "AUTHENTIK_TOKEN");
         assert_eq!(error_name(both.authentik()), "AUTHENTIK_TOKEN");
+    }
+
+    #[test]
+    fn url_with_credentials_is_refused_without_quoting_them() {
+        let mut raw = raw();
+        raw.authentik_url = Some("ftp://user:SUPERSECRET@auth.example.test".into());
+
+        let error = raw.authentik().unwrap_err();
+
+        assert_eq!(error.name, "AUTHENTIK_URL");
+        assert!(!error.to_string().contains("SUPERSECRET"), "{error}");
+    }
+
+    #[test]
+    fn missing_ca_bundle_names_its_setting() {
+        let mut raw = raw();
+        raw.authentik_ca_bundle = Some("/nonexistent/ca.pem".into());
+
+        assert_eq!(error_name(raw.authentik()), "AUTHENTIK_CA_BUNDLE");
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        assert!(!format!("{:?}", raw()).contains("secret-token"));
     }
 
     #[test]

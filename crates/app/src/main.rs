@@ -7,6 +7,9 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = app::cli::Cli::parse();
-    app::telemetry::init();
+    if let Err(error) = app::telemetry::init() {
+        app::output::error_line(&format!("error: {error}"));
+        return ExitCode::from(2);
+    }
     app::cli::main(cli).await
 }

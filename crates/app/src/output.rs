@@ -12,9 +12,10 @@ use ports::SourceStatus;
 
 use crate::ingest::TickReport;
 
-/// Writes one line to standard error, ignoring a closed stream.
+/// Writes one line to standard error, escaped for the terminal, ignoring a
+/// closed stream.
 pub fn error_line(line: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
+    let _ = writeln!(std::io::stderr().lock(), "{}", terminal_safe(line));
 }
 
 /// Prints the summary of `once`.
