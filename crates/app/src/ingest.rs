@@ -91,17 +91,39 @@ impl TickReport {
 
 /// The error that ends a tick early. Whatever was stored before it stays
 /// stored, and the cursor stays at the last page that was stored whole.
+///
+/// Each variant's text already holds the error it wraps, so the wrapped
+/// error is not also exposed as a `source`: printing the chain would say
+/// everything twice.
 #[derive(Debug, Error)]
 pub enum TickError {
     /// Reading the source failed.
     #[error("reading the source failed: {0}")]
-    Fetch(#[from] FetchError),
+    Fetch(FetchError),
     /// Looking up groups for tenant inference failed.
-    #[error("looking up groups failed: {0}")]
-    Lookup(#[from] LookupError),
+    #[error("{0}")]
+    Lookup(LookupError),
     /// The store failed.
     #[error("the store failed: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+impl From<FetchError> for TickError {
+    fn from(error: FetchError) -> Self {
+        Self::Fetch(error)
+    }
+}
+
+impl From<LookupError> for TickError {
+    fn from(error: LookupError) -> Self {
+        Self::Lookup(error)
+    }
+}
+
+impl From<StoreError> for TickError {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error)
+    }
 }
 
 /// Ingests one source.
