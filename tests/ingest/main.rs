@@ -2,6 +2,7 @@
 //! shifting pages make hard, against a mock Authentik with the real server's
 //! semantics and the embedded store.
 
+mod edits;
 mod helpers;
 mod smoke;
 mod walk;

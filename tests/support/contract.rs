@@ -28,14 +28,15 @@ use domain::{
     Walk,
 };
 use ports::{
-    AuditReader, AuditStore, CursorStore, RejectedEvent, SourceStatus, StoreOutcome, TimelineQuery,
+    AuditReader, AuditStore, CursorStore, Lease, LeaseOutcome, LeaseStore, RejectedEvent,
+    SourceStatus, StoreOutcome, TimelineQuery,
 };
 use serde_json::json;
 
 /// A store the contract can check: every store port at once.
-pub trait ContractStore: AuditStore + CursorStore + AuditReader + Send + Sync {}
+pub trait ContractStore: AuditStore + CursorStore + AuditReader + LeaseStore + Send + Sync {}
 
-impl<T: AuditStore + CursorStore + AuditReader + Send + Sync> ContractStore for T {}
+impl<T: AuditStore + CursorStore + AuditReader + LeaseStore + Send + Sync> ContractStore for T {}
 
 /// Expands to one `#[tokio::test]` per contract check, each against a fresh
 /// store.
@@ -50,6 +51,8 @@ macro_rules! store_contract {
             batch_is_reported_stored_when_every_record_is_new,
             batch_reports_nothing_when_empty,
             original_is_kept_when_a_changed_copy_is_stored_again,
+            changed_version_is_counted_once_when_read_again,
+            duplicate_is_plain_when_only_what_this_program_adds_differs,
             rest_of_the_batch_is_stored_when_a_duplicate_is_in_the_middle,
             second_copy_is_duplicate_when_one_batch_holds_the_same_id_twice,
             records_without_external_id_both_store_when_otherwise_equal,
@@ -74,6 +77,14 @@ macro_rules! store_contract {
             status_counts_stored_events_per_source,
             status_lists_a_source_when_it_has_only_a_cursor,
             status_is_empty_when_the_store_is_new,
+            lease_is_held_when_free,
+            lease_is_refused_while_another_holds_it,
+            lease_is_taken_over_when_it_lapsed,
+            lease_is_extended_when_its_holder_renews_it,
+            lease_is_free_when_its_holder_releases_it,
+            lease_stays_when_another_releases_it,
+            lease_goes_to_exactly_one_when_many_race,
+            leases_of_different_sources_are_independent,
         );
     };
     (@checks ($fixture:expr) ($bind:ident) ($store:expr) $($check:ident),* $(,)?) => {
@@ -173,19 +184,61 @@ pub async fn batch_reports_nothing_when_empty(store: &dyn ContractStore) {
     assert!(store.timeline(&everything()).await.unwrap().is_empty());
 }
 
-/// Checks that a record stored again is a duplicate and the first copy stays.
-pub async fn original_is_kept_when_a_changed_copy_is_stored_again(store: &dyn ContractStore) {
-    let original = record("e1", 1);
-    store_all(store, std::slice::from_ref(&original)).await;
+/// Returns `original` as the source might send it after an admin edited it.
+fn edited(original: &AuditRecord, note: &str) -> AuditRecord {
     let mut changed = original.clone();
     changed.action = "logout".to_owned();
     changed.recorded_at = minute(50);
-    changed.context = json!({ "changed": true });
+    changed.context = json!({ "edited": note });
+    changed
+}
 
-    let outcomes = store.store_batch(&[changed]).await.unwrap();
+/// Checks that a record the source changed is reported as such, that the
+/// first copy stays, and that the change is counted.
+pub async fn original_is_kept_when_a_changed_copy_is_stored_again(store: &dyn ContractStore) {
+    let original = record("e1", 1);
+    store_all(store, std::slice::from_ref(&original)).await;
+
+    let outcomes = store.store_batch(&[edited(&original, "once")]).await.unwrap();
+
+    assert_eq!(outcomes, [StoreOutcome::ChangedAtSource]);
+    assert_eq!(store.timeline(&everything()).await.unwrap(), [original]);
+    assert_eq!(status_of(store, SOURCE).await.changed_at_source, 1);
+}
+
+/// Checks that each changed version counts once, however often it is read.
+pub async fn changed_version_is_counted_once_when_read_again(store: &dyn ContractStore) {
+    let original = record("e1", 1);
+    store_all(store, std::slice::from_ref(&original)).await;
+    store.store_batch(&[edited(&original, "once")]).await.unwrap();
+
+    let again = store.store_batch(&[edited(&original, "once")]).await.unwrap();
+    let twice = store.store_batch(&[edited(&original, "twice")]).await.unwrap();
+    let unchanged = store.store_batch(std::slice::from_ref(&original)).await.unwrap();
+
+    assert_eq!(again, [StoreOutcome::Duplicate]);
+    assert_eq!(twice, [StoreOutcome::ChangedAtSource]);
+    assert_eq!(unchanged, [StoreOutcome::Duplicate]);
+    assert_eq!(status_of(store, SOURCE).await.changed_at_source, 2);
+    assert_eq!(store.timeline(&everything()).await.unwrap(), [original]);
+}
+
+/// Checks that a re-read whose only differences are the ones this program
+/// makes itself (when it read the event, the tenant it inferred) is a plain
+/// duplicate.
+pub async fn duplicate_is_plain_when_only_what_this_program_adds_differs(
+    store: &dyn ContractStore,
+) {
+    let original = record("e1", 1);
+    store_all(store, std::slice::from_ref(&original)).await;
+    let mut reread = original.clone();
+    reread.recorded_at = minute(99);
+    reread.tenant_slug = Some(TenantSlug::parse("acme").unwrap());
+
+    let outcomes = store.store_batch(&[reread]).await.unwrap();
 
     assert_eq!(outcomes, [StoreOutcome::Duplicate]);
-    assert_eq!(store.timeline(&everything()).await.unwrap(), [original]);
+    assert_eq!(status_of(store, SOURCE).await.changed_at_source, 0);
 }
 
 /// Checks that a duplicate does not stop the records after it.
@@ -208,7 +261,7 @@ pub async fn second_copy_is_duplicate_when_one_batch_holds_the_same_id_twice(
 ) {
     let first = record("e1", 1);
     let mut second = record("e1", 1);
-    second.action = "second".to_owned();
+    second.recorded_at = minute(2);
 
     let outcomes = store.store_batch(&[first.clone(), second]).await.unwrap();
 
@@ -572,4 +625,105 @@ pub async fn status_lists_a_source_when_it_has_only_a_cursor(store: &dyn Contrac
 /// Checks that a new store knows no source.
 pub async fn status_is_empty_when_the_store_is_new(store: &dyn ContractStore) {
     assert!(store.status().await.unwrap().is_empty());
+}
+
+const TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Returns the lease `holder` would get at `at_minute`.
+fn lease(holder: &str, at_minute: i64) -> Lease {
+    Lease {
+        holder: holder.to_owned(),
+        expires_at: truncated(minute(at_minute) + TimeDelta::minutes(1)),
+    }
+}
+
+/// Returns `at` to the millisecond, the precision a lease is kept in.
+fn truncated(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap()
+}
+
+async fn acquire(store: &dyn ContractStore, holder: &str, at_minute: i64) -> LeaseOutcome {
+    store.acquire(&SourceName::new(SOURCE), holder, minute(at_minute), TTL).await.unwrap()
+}
+
+/// Checks that a lease nobody holds is taken.
+pub async fn lease_is_held_when_free(store: &dyn ContractStore) {
+    assert_eq!(acquire(store, "a", 0).await, LeaseOutcome::Held(lease("a", 0)));
+}
+
+/// Checks that a lease held and not lapsed is refused to another, who is
+/// told who holds it and until when.
+pub async fn lease_is_refused_while_another_holds_it(store: &dyn ContractStore) {
+    acquire(store, "a", 0).await;
+
+    let outcome = store
+        .acquire(&SourceName::new(SOURCE), "b", minute(1) - TimeDelta::milliseconds(1), TTL)
+        .await
+        .unwrap();
+
+    assert_eq!(outcome, LeaseOutcome::HeldByOther(lease("a", 0)));
+}
+
+/// Checks that a lapsed lease goes to whoever asks.
+pub async fn lease_is_taken_over_when_it_lapsed(store: &dyn ContractStore) {
+    acquire(store, "a", 0).await;
+
+    assert_eq!(acquire(store, "b", 1).await, LeaseOutcome::Held(lease("b", 1)));
+    assert_eq!(acquire(store, "a", 1).await, LeaseOutcome::HeldByOther(lease("b", 1)));
+}
+
+/// Checks that the holder renewing its lease moves its expiry on.
+pub async fn lease_is_extended_when_its_holder_renews_it(store: &dyn ContractStore) {
+    acquire(store, "a", 0).await;
+
+    assert_eq!(acquire(store, "a", 30).await, LeaseOutcome::Held(lease("a", 30)));
+    assert_eq!(acquire(store, "b", 30).await, LeaseOutcome::HeldByOther(lease("a", 30)));
+}
+
+/// Checks that a released lease is free at once.
+pub async fn lease_is_free_when_its_holder_releases_it(store: &dyn ContractStore) {
+    acquire(store, "a", 0).await;
+
+    store.release(&SourceName::new(SOURCE), "a").await.unwrap();
+
+    assert_eq!(acquire(store, "b", 0).await, LeaseOutcome::Held(lease("b", 0)));
+}
+
+/// Checks that only the holder can give a lease up.
+pub async fn lease_stays_when_another_releases_it(store: &dyn ContractStore) {
+    acquire(store, "a", 0).await;
+
+    store.release(&SourceName::new(SOURCE), "b").await.unwrap();
+
+    assert_eq!(acquire(store, "b", 0).await, LeaseOutcome::HeldByOther(lease("a", 0)));
+}
+
+/// Checks that of many asking for a free lease at once, exactly one gets it.
+pub async fn lease_goes_to_exactly_one_when_many_race(store: &dyn ContractStore) {
+    let holders: Vec<String> = (0..8).map(|index| format!("replica-{index}")).collect();
+
+    let outcomes =
+        futures::future::join_all(holders.iter().map(|holder| acquire(store, holder, 0))).await;
+
+    let winners: Vec<&Lease> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            LeaseOutcome::Held(lease) => Some(lease),
+            LeaseOutcome::HeldByOther(_) => None,
+        })
+        .collect();
+    assert_eq!(winners.len(), 1, "{outcomes:?}");
+    for outcome in &outcomes {
+        let (LeaseOutcome::Held(lease) | LeaseOutcome::HeldByOther(lease)) = outcome;
+        assert_eq!(lease, winners[0]);
+    }
+}
+
+/// Checks that a lease on one source says nothing of another.
+pub async fn leases_of_different_sources_are_independent(store: &dyn ContractStore) {
+    acquire(store, "a", 0).await;
+
+    let other = store.acquire(&SourceName::new("other"), "b", minute(0), TTL).await.unwrap();
+
+    assert_eq!(other, LeaseOutcome::Held(lease("b", 0)));
 }

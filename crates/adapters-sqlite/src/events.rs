@@ -21,9 +21,23 @@ const COLUMNS: &str = "source, external_id, at, recorded_at, verb, action, actor
 const INSERT: &str = "
 INSERT INTO audit_events (
     source, external_id, at, recorded_at, verb, action, actor, actor_username, actor_email,
-    on_behalf_of, subject, tenant_slug, ip, user_agent, app, context
-) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+    on_behalf_of, subject, tenant_slug, ip, user_agent, app, context, fingerprint
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
 ON CONFLICT (source, external_id) WHERE external_id IS NOT NULL DO NOTHING";
+
+/// Reads the fingerprint of the stored record a duplicate collided with.
+const STORED_FINGERPRINT: &str =
+    "SELECT fingerprint FROM audit_events WHERE source = ?1 AND external_id = ?2";
+
+/// Gives a record stored before fingerprints were kept its fingerprint.
+const SET_FINGERPRINT: &str = "UPDATE audit_events SET fingerprint = ?3 \
+                               WHERE source = ?1 AND external_id = ?2 AND fingerprint IS NULL";
+
+/// Records a changed version of a stored record, once per version.
+const RECORD_CHANGE: &str = "
+INSERT INTO source_changes (source, external_id, fingerprint, seen_at, record)
+VALUES (?1, ?2, ?3, ?4, ?5)
+ON CONFLICT (source, external_id, fingerprint) DO NOTHING";
 
 /// One record as the row that stores it.
 #[derive(Debug)]
@@ -44,6 +58,9 @@ struct EventRow {
     user_agent: Option<String>,
     app: Option<String>,
     context: String,
+    fingerprint: String,
+    /// The whole record as JSON, kept only when the source changed it.
+    whole: String,
 }
 
 #[async_trait]
@@ -118,16 +135,49 @@ fn insert_batch(
                 row.user_agent,
                 row.app,
                 row.context,
+                row.fingerprint,
             ])?;
-            outcomes.push(if changes == 0 {
-                StoreOutcome::Duplicate
-            } else {
-                StoreOutcome::Stored
+            outcomes.push(match (changes, &row.external_id) {
+                (0, Some(external_id)) => compare_with_stored(&transaction, row, external_id)?,
+                _ => StoreOutcome::Stored,
             });
         }
     }
     transaction.commit()?;
     Ok(outcomes)
+}
+
+/// Says whether `row`, a duplicate of a stored record, is what the source
+/// said before or a changed version, and records a changed version once.
+fn compare_with_stored(
+    connection: &Connection,
+    row: &EventRow,
+    external_id: &str,
+) -> Result<StoreOutcome, Failure> {
+    let stored: Option<String> = connection
+        .prepare_cached(STORED_FINGERPRINT)?
+        .query_row(params![row.source, external_id], |found| found.get(0))?;
+    match stored {
+        Some(stored) if stored != row.fingerprint => {
+            let recorded = connection.prepare_cached(RECORD_CHANGE)?.execute(params![
+                row.source,
+                external_id,
+                row.fingerprint,
+                row.recorded_at,
+                row.whole,
+            ])?;
+            Ok(if recorded == 0 { StoreOutcome::Duplicate } else { StoreOutcome::ChangedAtSource })
+        }
+        Some(_) => Ok(StoreOutcome::Duplicate),
+        None => {
+            connection.prepare_cached(SET_FINGERPRINT)?.execute(params![
+                row.source,
+                external_id,
+                row.fingerprint,
+            ])?;
+            Ok(StoreOutcome::Duplicate)
+        }
+    }
 }
 
 /// Returns the records matching `query`, newest first.
@@ -244,6 +294,8 @@ fn encode(record: &AuditRecord) -> Result<EventRow, Failure> {
         app: record.app.clone(),
         context: serde_json::to_string(&record.context)
             .map_err(|error| Failure::encode("context", error))?,
+        fingerprint: record.source_fingerprint(),
+        whole: serde_json::to_string(record).map_err(|error| Failure::encode("record", error))?,
     })
 }
 

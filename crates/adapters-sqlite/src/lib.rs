@@ -14,6 +14,7 @@
 mod cursors;
 mod error;
 mod events;
+mod leases;
 mod schema;
 mod set_aside;
 mod status;

@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use crate::error::Failure;
 
 /// The schema version this build writes and reads.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// The tables and indexes of version 1.
 ///
@@ -70,6 +70,37 @@ CREATE TABLE IF NOT EXISTS tenants (
 ) STRICT;
 ";
 
+/// What version 2 adds to version 1.
+///
+/// `fingerprint` is each record's [`source_fingerprint`], so that a re-read
+/// event the source has changed since is told apart from a plain re-read;
+/// rows stored by version 1 have none until they are next read again, which
+/// sets it without counting a change. `source_changes` keeps each changed
+/// version once, beside the original it does not replace. `leases` holds
+/// one lease per source, its expiry in milliseconds since the Unix epoch.
+///
+/// [`source_fingerprint`]: domain::AuditRecord::source_fingerprint
+const SCHEMA_V2: &str = "
+ALTER TABLE audit_events ADD COLUMN fingerprint TEXT;
+
+CREATE TABLE IF NOT EXISTS source_changes (
+    id          INTEGER PRIMARY KEY,
+    source      TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    seen_at     TEXT NOT NULL,
+    record      TEXT NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX IF NOT EXISTS source_changes_version
+    ON source_changes (source, external_id, fingerprint);
+
+CREATE TABLE IF NOT EXISTS leases (
+    source     TEXT PRIMARY KEY,
+    holder     TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+) STRICT;
+";
+
 /// Brings the database on `connection` to [`SCHEMA_VERSION`].
 ///
 /// Returns [`Failure::Schema`] when the database is newer than this build.
@@ -80,6 +111,9 @@ pub(crate) fn migrate(connection: &mut Connection) -> Result<(), Failure> {
         return Err(Failure::Schema { found: version });
     }
     transaction.execute_batch(SCHEMA_V1)?;
+    if version < 2 {
+        transaction.execute_batch(SCHEMA_V2)?;
+    }
     transaction.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     transaction.commit()?;
     Ok(())
@@ -106,7 +140,31 @@ mod tests {
                 row.get(0)
             })
             .unwrap();
-        assert_eq!(tables, 4);
+        assert_eq!(tables, 6);
+    }
+
+    #[test]
+    fn migrate_brings_a_version_1_store_up_keeping_its_rows() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        connection.execute_batch(SCHEMA_V1).unwrap();
+        connection.pragma_update(None, "user_version", 1).unwrap();
+        connection
+            .execute(
+                "INSERT INTO audit_events (source, external_id, at, recorded_at, verb, action, \
+                 context) VALUES ('authentik', 'e1', 't', 't', 'authentik.login', 'login', '{}')",
+                [],
+            )
+            .unwrap();
+
+        migrate(&mut connection).unwrap();
+
+        assert_eq!(version(&connection), SCHEMA_VERSION);
+        let fingerprint: Option<String> = connection
+            .query_row("SELECT fingerprint FROM audit_events WHERE external_id = 'e1'", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(fingerprint, None);
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub(crate) fn read(connection: &mut Connection) -> Result<Vec<SourceStatus>, Fai
     for (source, count) in counts(connection, "set_aside")? {
         entry(&mut statuses, source).set_aside = count;
     }
+    for (source, count) in counts(connection, "source_changes")? {
+        entry(&mut statuses, source).changed_at_source = count;
+    }
     Ok(statuses.into_values().collect())
 }
 
@@ -39,6 +42,7 @@ fn entry(
         cursor: None,
         stored: 0,
         set_aside: 0,
+        changed_at_source: 0,
     })
 }
 

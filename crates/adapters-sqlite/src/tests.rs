@@ -90,7 +90,7 @@ fn schema_is_unchanged_when_the_file_is_reopened() {
     let store = SqliteStore::open(&path).unwrap();
 
     assert_eq!(schema(&store), first);
-    assert_eq!(raw_text(&store, "SELECT CAST(user_version AS TEXT) FROM pragma_user_version"), "1");
+    assert_eq!(raw_text(&store, "SELECT CAST(user_version AS TEXT) FROM pragma_user_version"), "2");
     assert_eq!(raw_text(&store, "SELECT journal_mode FROM pragma_journal_mode"), "wal");
 }
 

@@ -63,6 +63,9 @@ pub struct TickReport {
     pub stored: u64,
     /// Events that were already stored.
     pub duplicates: u64,
+    /// Stored events the source sent changed: the stored originals were
+    /// kept and the changed versions recorded beside them.
+    pub changed_at_source: u64,
     /// Events set aside as unreadable.
     pub set_aside: u64,
     /// Requests made to the source's event list.
@@ -81,6 +84,7 @@ impl TickReport {
         self.fetched += later.fetched;
         self.stored += later.stored;
         self.duplicates += later.duplicates;
+        self.changed_at_source += later.changed_at_source;
         self.set_aside += later.set_aside;
         self.requests += later.requests;
         self.caught_up = later.caught_up;
@@ -251,10 +255,20 @@ impl Ingest {
     async fn commit(&self, prepared: &Prepared, report: &mut TickReport) -> Result<(), TickError> {
         if !prepared.records.is_empty() {
             let outcomes = self.ports.store.store_batch(&prepared.records).await?;
-            for outcome in outcomes {
+            for (record, outcome) in prepared.records.iter().zip(outcomes) {
                 match outcome {
                     StoreOutcome::Stored => report.stored += 1,
                     StoreOutcome::Duplicate => report.duplicates += 1,
+                    StoreOutcome::ChangedAtSource => {
+                        tracing::warn!(
+                            external_id = record.external_id.as_deref(),
+                            at = %record.at,
+                            action = %record.action,
+                            "The source changed an event already stored; the original is kept \
+                             and the changed version recorded beside it."
+                        );
+                        report.changed_at_source += 1;
+                    }
                 }
             }
         }

@@ -36,6 +36,11 @@ pub fn summary(report: &TickReport, json: bool) -> anyhow::Result<()> {
     writeln!(out, "stored      {}", report.stored)?;
     writeln!(out, "duplicates  {}", report.duplicates)?;
     writeln!(out, "set aside   {}", report.set_aside)?;
+    writeln!(
+        out,
+        "changed     {}  (stored events the source has changed since)",
+        report.changed_at_source
+    )?;
     writeln!(out, "requests    {}", report.requests)?;
     writeln!(out, "cursor      {cursor}")?;
     Ok(())
@@ -67,6 +72,7 @@ pub fn status(sources: &[SourceStatus], json: bool) -> anyhow::Result<()> {
         }
         writeln!(out, "  stored         {}", status.stored)?;
         writeln!(out, "  set aside      {}", status.set_aside)?;
+        writeln!(out, "  changed at source {}", status.changed_at_source)?;
     }
     Ok(())
 }

@@ -23,6 +23,7 @@ pub async fn run(ingest: &Ingest, interval: Duration, shutdown: &CancellationTok
                     stored = report.stored,
                     duplicates = report.duplicates,
                     set_aside = report.set_aside,
+                    changed_at_source = report.changed_at_source,
                     requests = report.requests,
                     caught_up = report.caught_up,
                     duration_ms = started.elapsed().as_millis() as u64,

@@ -8,6 +8,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::tenant::TenantSlug;
 use crate::verb::Verb;
@@ -127,14 +128,74 @@ pub struct AuditRecord {
     pub context: serde_json::Value,
 }
 
+impl AuditRecord {
+    /// Returns a digest of what the source said about the event: every field
+    /// taken from the source, and none that this program adds or derives
+    /// (`recordedAt`, the verb, the tenant).
+    ///
+    /// Two reads of one event give the same fingerprint unless the source
+    /// itself changed the event in between, which is how an edit at the
+    /// source is told apart from a re-read. It is the lowercase hex SHA-256
+    /// of a canonical JSON form (object keys sorted at every depth), so it
+    /// is stable across processes, versions and stores.
+    pub fn source_fingerprint(&self) -> String {
+        let said = serde_json::json!({
+            "at": self.at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            "action": self.action,
+            "actor": self.actor,
+            "onBehalfOf": self.on_behalf_of,
+            "subject": self.subject,
+            "ip": self.ip,
+            "userAgent": self.user_agent,
+            "app": self.app,
+            "context": self.context,
+        });
+        let mut canonical = String::new();
+        write_canonical(&said, &mut canonical);
+        let digest = Sha256::digest(canonical.as_bytes());
+        digest.iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+}
+
+/// Writes `value` as JSON with the keys of every object sorted, whatever
+/// order the map keeps them in.
+fn write_canonical(value: &serde_json::Value, out: &mut String) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_unstable_by(|left, right| left.0.cmp(right.0));
+            out.push('{');
+            for (index, (key, item)) in entries.into_iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(item, out);
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push('[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn record_serialises_with_the_schema_field_names() {
+    fn sample() -> AuditRecord {
         let at = DateTime::parse_from_rfc3339("2026-12-03T16:38:13.695935Z").unwrap().to_utc();
-        let record = AuditRecord {
+        AuditRecord {
             source: SourceName::new("authentik"),
             external_id: Some("e1".into()),
             at,
@@ -149,7 +210,54 @@ mod tests {
             user_agent: None,
             app: None,
             context: serde_json::json!({}),
-        };
+        }
+    }
+
+    #[test]
+    fn fingerprint_ignores_what_this_program_adds() {
+        let original = sample();
+        let mut reread = sample();
+        reread.recorded_at += chrono::TimeDelta::hours(1);
+        reread.tenant_slug = Some(TenantSlug::parse("acme").unwrap());
+        reread.verb = Verb::new_unchecked("authentik.other");
+
+        assert_eq!(original.source_fingerprint(), reread.source_fingerprint());
+        assert_eq!(original.source_fingerprint().len(), 64);
+    }
+
+    #[test]
+    fn fingerprint_changes_with_what_the_source_says() {
+        let original = sample().source_fingerprint();
+        let edits: [fn(&mut AuditRecord); 4] = [
+            |record| record.context = serde_json::json!({"message": "edited"}),
+            |record| record.ip = Some("10.0.0.1".into()),
+            |record| record.at += chrono::TimeDelta::microseconds(1),
+            |record| record.action = "logout".into(),
+        ];
+        for edit in edits {
+            let mut edited = sample();
+            edit(&mut edited);
+            assert_ne!(edited.source_fingerprint(), original);
+        }
+    }
+
+    #[test]
+    fn fingerprint_does_not_depend_on_key_order() {
+        let mut first = sample();
+        first.context =
+            serde_json::from_str(r#"{"a": 1, "b": {"y": [1, {"q": 1, "p": 2}], "x": null}}"#)
+                .unwrap();
+        let mut second = sample();
+        second.context =
+            serde_json::from_str(r#"{"b": {"x": null, "y": [1, {"p": 2, "q": 1}]}, "a": 1}"#)
+                .unwrap();
+
+        assert_eq!(first.source_fingerprint(), second.source_fingerprint());
+    }
+
+    #[test]
+    fn record_serialises_with_the_schema_field_names() {
+        let record = sample();
 
         let json = serde_json::to_value(&record).unwrap();
 

@@ -20,4 +20,7 @@ mod store;
 pub use directory::{GroupDirectory, LookupError, TenantDirectory};
 pub use error::{AuthFailure, BoxError, FetchError, StoreError};
 pub use source::{EventSource, PageRequest, RejectedEvent, SourcePage};
-pub use store::{AuditReader, AuditStore, CursorStore, SourceStatus, StoreOutcome, TimelineQuery};
+pub use store::{
+    AuditReader, AuditStore, CursorStore, Lease, LeaseOutcome, LeaseStore, SourceStatus,
+    StoreOutcome, TimelineQuery,
+};

@@ -1,6 +1,8 @@
 //! The audit store and cursor store ports.
 
 use async_trait::async_trait;
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use domain::{AuditRecord, Cursor, SourceName, TenantSlug};
 use serde::Serialize;
@@ -13,9 +15,15 @@ use crate::source::RejectedEvent;
 pub enum StoreOutcome {
     /// The record was new and is now stored.
     Stored,
-    /// A record with the same source and external id was already stored; the
-    /// stored one was kept.
+    /// A record with the same source and external id was already stored, and
+    /// the source still says the same of it; the stored one was kept.
     Duplicate,
+    /// A record with the same source and external id was already stored, but
+    /// the source now says something else of it (an edit at the source, see
+    /// [`AuditRecord::source_fingerprint`]). The stored original was kept and
+    /// the changed version recorded beside it; a version already recorded
+    /// comes back as [`Duplicate`](Self::Duplicate).
+    ChangedAtSource,
 }
 
 /// Where audit records are kept.
@@ -26,7 +34,9 @@ pub trait AuditStore: Send + Sync {
     /// Returns one outcome per record, in order. A record whose
     /// `(source, externalId)` is already stored MUST come back as
     /// [`StoreOutcome::Duplicate`], not as an error, and leave the stored one
-    /// untouched. Records without an external id never collide.
+    /// untouched; one the source has changed since MUST come back as
+    /// [`StoreOutcome::ChangedAtSource`] the first time that version is seen.
+    /// Records without an external id never collide.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] or [`StoreError::Other`] when the batch
@@ -99,6 +109,8 @@ pub struct SourceStatus {
     pub stored: u64,
     /// The number of its events set aside as unreadable.
     pub set_aside: u64,
+    /// The number of changed versions of stored events the source sent.
+    pub changed_at_source: u64,
 }
 
 /// Reads the audit timeline back.
@@ -116,4 +128,58 @@ pub trait AuditReader: Send + Sync {
     /// # Errors
     /// As for [`timeline`](Self::timeline).
     async fn status(&self) -> Result<Vec<SourceStatus>, StoreError>;
+}
+
+/// A lease on a source: while it holds, only its holder ingests the source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lease {
+    /// Who holds it.
+    pub holder: String,
+    /// When it lapses unless renewed.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The answer to [`LeaseStore::acquire`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseOutcome {
+    /// The caller holds the lease, until the time given.
+    Held(Lease),
+    /// Someone else holds it.
+    HeldByOther(Lease),
+}
+
+/// Where the leases that keep replicas from ingesting one source at once
+/// are kept.
+///
+/// Time is the caller's: `now` comes from the replica's clock, so replicas'
+/// clocks must agree to well within a lease's length.
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
+    /// Takes or renews the lease on `source` for `holder`, until `now + ttl`.
+    ///
+    /// It succeeds when nobody holds the lease, when it lapsed at or before
+    /// `now`, or when `holder` already holds it; otherwise the lease is left
+    /// as it is and its holder returned. Two callers racing for a free lease
+    /// MUST NOT both get it.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Other`] when the lease
+    /// could not be read or written; the caller must then act as if it did
+    /// not hold it once its last confirmed expiry has passed.
+    async fn acquire(
+        &self,
+        source: &SourceName,
+        holder: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<LeaseOutcome, StoreError>;
+
+    /// Gives the lease on `source` up, when `holder` holds it, so another
+    /// replica can take over at once. A lease held by someone else is left
+    /// alone.
+    ///
+    /// # Errors
+    /// As for [`acquire`](Self::acquire).
+    async fn release(&self, source: &SourceName, holder: &str) -> Result<(), StoreError>;
 }
