@@ -3,5 +3,6 @@
 //! store contract every store adapter must pass.
 
 pub mod contract;
+pub mod events;
 pub mod fixtures;
 pub mod mock_authentik;

@@ -92,8 +92,15 @@ impl SqliteStore {
     fn prepare(mut connection: Connection, operation: &str) -> Result<Self, StoreError> {
         let configure = |connection: &mut Connection| -> Result<(), Failure> {
             connection.busy_timeout(BUSY_TIMEOUT)?;
-            // An in-memory database answers `memory` and stays that way.
-            connection.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
+            // WAL is a property of the file: set once, by whoever opens it
+            // first. Asking again only when it is not set keeps an open from
+            // contending with a writer in another process. An in-memory
+            // database answers `memory` and stays that way.
+            let mode: String =
+                connection.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                connection.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
+            }
             connection.pragma_update(None, "synchronous", "NORMAL")?;
             schema::migrate(connection)
         };

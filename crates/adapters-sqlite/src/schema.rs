@@ -105,10 +105,23 @@ CREATE TABLE IF NOT EXISTS leases (
 ///
 /// Returns [`Failure::Schema`] when the database is newer than this build.
 pub(crate) fn migrate(connection: &mut Connection) -> Result<(), Failure> {
-    let transaction = connection.transaction()?;
+    // A store already at this version needs no write at all, so opening it
+    // (for `status`, say) never waits on a writer in another process.
+    let current: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if current == SCHEMA_VERSION {
+        return Ok(());
+    }
+    // IMMEDIATE takes the write lock up front, waiting out the busy timeout
+    // when another process writes; a deferred transaction that read first
+    // would fail at once on its first write instead.
+    let transaction =
+        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let version: i64 = transaction.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(Failure::Schema { found: version });
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
     }
     transaction.execute_batch(SCHEMA_V1)?;
     if version < 2 {

@@ -109,16 +109,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 interval_s = settings.ingest.interval.as_secs(),
                 "Ingest started."
             );
-            scheduler::run(&wiring.ingest, settings.ingest.interval, &shutdown).await;
+            scheduler::run(&wiring.ingest, settings.ingest.interval, &wiring.lease, &shutdown)
+                .await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Once { json } => {
             let authentik = cli.settings.authentik()?;
             let wiring = wiring::Wiring::open(&settings, &authentik).await?;
             let shutdown = shutdown_on_signal();
-            let report =
-                scheduler::catch_up(&wiring.ingest, &shutdown).await.context("ingest failed")?;
-            output::summary(&report, json)?;
+            let held = wiring.lease.try_acquire(&shutdown).await?;
+            let report = scheduler::catch_up(&wiring.ingest, &held.token).await;
+            held.release().await;
+            output::summary(&report.context("ingest failed")?, json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { json } => {

@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod ingest;
+pub mod lease;
 pub mod output;
 pub mod scheduler;
 pub mod telemetry;

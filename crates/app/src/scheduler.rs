@@ -6,6 +6,30 @@ use ports::FetchError;
 use tokio_util::sync::CancellationToken;
 
 use crate::ingest::{Ingest, TickError};
+use crate::lease::LeaseKeeper;
+
+/// Runs ticks of `ingest` every `interval` while this replica holds the
+/// source's lease, until `shutdown` is cancelled.
+///
+/// Without the lease it waits for it; when it loses the lease it stops
+/// after the batch in hand and waits again. On shutdown it gives the lease
+/// up, so another replica takes over at once.
+pub async fn run(
+    ingest: &Ingest,
+    interval: Duration,
+    lease: &LeaseKeeper,
+    shutdown: &CancellationToken,
+) {
+    while let Some(held) = lease.acquire(shutdown).await {
+        tick_until(ingest, interval, &held.token).await;
+        held.release().await;
+        if shutdown.is_cancelled() {
+            break;
+        }
+        tracing::warn!("Ingest paused until this replica holds the lease again.");
+    }
+    tracing::info!("Ingest stopped.");
+}
 
 /// Runs ticks of `ingest` every `interval` until `shutdown` is cancelled.
 ///
@@ -13,7 +37,7 @@ use crate::ingest::{Ingest, TickError};
 /// backlog drains without waiting out the interval. A failed tick is logged
 /// once with its reason and the next tick tries again; when the source asked
 /// for a pause, the wait is at least that long.
-pub async fn run(ingest: &Ingest, interval: Duration, shutdown: &CancellationToken) {
+async fn tick_until(ingest: &Ingest, interval: Duration, shutdown: &CancellationToken) {
     while !shutdown.is_cancelled() {
         let started = std::time::Instant::now();
         let wait = match ingest.tick(shutdown).await {
@@ -48,7 +72,6 @@ pub async fn run(ingest: &Ingest, interval: Duration, shutdown: &CancellationTok
             () = shutdown.cancelled() => {}
         }
     }
-    tracing::info!("Ingest stopped.");
 }
 
 /// Runs ticks until the source is caught up, and returns what they did.

@@ -2,14 +2,16 @@
 //! ingest loop as ports.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use adapters_authentik::{AuthentikClient, AuthentikConfig};
 use adapters_sqlite::SqliteStore;
 use anyhow::Context as _;
-use ports::{AuditReader, AuditStore, CursorStore, TenantDirectory};
+use ports::{AuditReader, AuditStore, CursorStore, EventSource, LeaseStore, TenantDirectory};
 
 use crate::config::{AuthentikSettings, SettingError, Settings, StoreLocation};
 use crate::ingest::{Ingest, Ports, TickSettings};
+use crate::lease::{self, LeaseKeeper};
 
 /// The store, seen through each of its ports.
 pub struct Stores {
@@ -21,6 +23,8 @@ pub struct Stores {
     pub reader: Arc<dyn AuditReader>,
     /// Where the tenants are listed.
     pub tenants: Arc<dyn TenantDirectory>,
+    /// The leases that keep replicas from ingesting one source at once.
+    pub leases: Arc<dyn LeaseStore>,
 }
 
 impl Stores {
@@ -43,7 +47,8 @@ impl Stores {
                     audit: store.clone(),
                     cursors: store.clone(),
                     reader: store.clone(),
-                    tenants: store,
+                    tenants: store.clone(),
+                    leases: store,
                 })
             }
             StoreLocation::Mongo(_) => Err(SettingError {
@@ -61,6 +66,8 @@ pub struct Wiring {
     pub ingest: Ingest,
     /// The store.
     pub stores: Stores,
+    /// This process's hold on the source's lease.
+    pub lease: LeaseKeeper,
 }
 
 impl Wiring {
@@ -80,6 +87,12 @@ impl Wiring {
         let client =
             Arc::new(AuthentikClient::new(config).context("building the Authentik client")?);
         let stores = Stores::open(settings).await?;
+        let lease = LeaseKeeper::new(
+            stores.leases.clone(),
+            client.name().clone(),
+            lease::holder_name(),
+            lease_length(settings.ingest.interval),
+        );
         let ports = Ports {
             source: client.clone(),
             groups: client,
@@ -93,8 +106,15 @@ impl Wiring {
             overlap: settings.ingest.overlap,
             admin_groups: settings.admin_groups.clone(),
         };
-        Ok(Self { ingest: Ingest::new(ports, tick), stores })
+        Ok(Self { ingest: Ingest::new(ports, tick), stores, lease })
     }
+}
+
+/// How long a lease lasts: one tick interval, so that a standby replica
+/// takes over within an interval and a third of the holder dying, and never
+/// under a second, so that renewing it stays cheap.
+pub fn lease_length(interval: Duration) -> Duration {
+    interval.max(Duration::from_secs(1))
 }
 
 fn is_loopback(url: &url::Url) -> bool {

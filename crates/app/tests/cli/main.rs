@@ -9,6 +9,8 @@ use serde_json::Value;
 use tests::fixtures;
 use tests::mock_authentik::MockAuthentik;
 
+mod replicas;
+
 const TOKEN: &str = "cli-test-token-9f8e7d6c";
 
 struct Dir(PathBuf);
