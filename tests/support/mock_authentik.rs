@@ -321,7 +321,7 @@ impl State {
         }
         match self.users.get(pk) {
             Some(user) if self.may_view_users(request) => answer(200, user),
-            None => answer(404, &json!({ "detail": "No User matches the given query." })),
+            _ => answer(404, &json!({ "detail": "No User matches the given query." })),
         }
     }
 

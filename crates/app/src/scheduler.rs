@@ -2,21 +2,46 @@
 
 use std::time::Duration;
 
+use domain::SourceName;
 use ports::FetchError;
 use tokio_util::sync::CancellationToken;
 
-use crate::ingest::{Ingest, TickError};
+use crate::ingest::{Ingest, TickError, TickReport};
+
+/// Learns how each tick of the daemon ended: metrics and readiness.
+pub trait TickObserver: Send + Sync {
+    /// Records that a tick of `source` ended with `outcome` after `took`.
+    fn tick_finished(
+        &self,
+        source: &SourceName,
+        outcome: &Result<TickReport, TickError>,
+        took: Duration,
+    );
+}
+
+/// Observes nothing.
+impl TickObserver for () {
+    fn tick_finished(&self, _: &SourceName, _: &Result<TickReport, TickError>, _: Duration) {}
+}
 
 /// Runs ticks of `ingest` every `interval` until `shutdown` is cancelled.
 ///
 /// A tick that stopped at its page cap is followed at once by the next, so a
 /// backlog drains without waiting out the interval. A failed tick is logged
 /// once with its reason and the next tick tries again; when the source asked
-/// for a pause, the wait is at least that long.
-pub async fn run(ingest: &Ingest, interval: Duration, shutdown: &CancellationToken) {
+/// for a pause, the wait is at least that long. `observer` learns how each
+/// tick ended.
+pub async fn run(
+    ingest: &Ingest,
+    interval: Duration,
+    shutdown: &CancellationToken,
+    observer: &dyn TickObserver,
+) {
     while !shutdown.is_cancelled() {
         let started = std::time::Instant::now();
-        let wait = match ingest.tick(shutdown).await {
+        let outcome = ingest.tick(shutdown).await;
+        observer.tick_finished(ingest.source(), &outcome, started.elapsed());
+        let wait = match outcome {
             Ok(report) => {
                 tracing::info!(
                     fetched = report.fetched,
