@@ -35,9 +35,14 @@ pub struct ImportSummary {
     pub files: u64,
     /// Files skipped because they could not be read.
     pub failed_files: u64,
-    /// The counts over every file; `fetched` is the events read.
-    #[serde(flatten)]
-    pub counts: TickReport,
+    /// Events read from the files, readable or not.
+    pub read: u64,
+    /// Events stored for the first time.
+    pub stored: u64,
+    /// Events that were already stored.
+    pub duplicates: u64,
+    /// Events set aside as unreadable.
+    pub set_aside: u64,
 }
 
 /// Imports `files` in order and returns what was done.
@@ -62,7 +67,10 @@ pub async fn run(ingest: &Ingest, files: &[PathBuf]) -> anyhow::Result<ImportSum
         };
         let report = import_file(ingest, &shown, page).await?;
         summary.files += 1;
-        absorb(&mut summary.counts, report);
+        summary.read += report.fetched;
+        summary.stored += report.stored;
+        summary.duplicates += report.duplicates;
+        summary.set_aside += report.set_aside;
     }
     Ok(summary)
 }
@@ -78,10 +86,10 @@ pub fn print(summary: &ImportSummary, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     writeln!(out, "files       {} ({} skipped)", summary.files, summary.failed_files)?;
-    writeln!(out, "read        {}", summary.counts.fetched)?;
-    writeln!(out, "stored      {}", summary.counts.stored)?;
-    writeln!(out, "duplicates  {}", summary.counts.duplicates)?;
-    writeln!(out, "set aside   {}", summary.counts.set_aside)?;
+    writeln!(out, "read        {}", summary.read)?;
+    writeln!(out, "stored      {}", summary.stored)?;
+    writeln!(out, "duplicates  {}", summary.duplicates)?;
+    writeln!(out, "set aside   {}", summary.set_aside)?;
     Ok(())
 }
 
@@ -110,18 +118,14 @@ async fn import_file(ingest: &Ingest, shown: &str, page: SourcePage) -> anyhow::
             rejected: std::mem::take(&mut rejected),
         };
         let done = ingest.import(chunk).await.with_context(|| format!("importing {shown}"))?;
-        absorb(&mut report, done);
+        report.fetched += done.fetched;
+        report.stored += done.stored;
+        report.duplicates += done.duplicates;
+        report.set_aside += done.set_aside;
         progress.advance(len as u64);
     }
     progress.finish(&report);
     Ok(report)
-}
-
-fn absorb(total: &mut TickReport, later: TickReport) {
-    total.fetched += later.fetched;
-    total.stored += later.stored;
-    total.duplicates += later.duplicates;
-    total.set_aside += later.set_aside;
 }
 
 /// A file's progress: a bar on a terminal, plain lines otherwise.
