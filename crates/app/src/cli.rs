@@ -295,6 +295,29 @@ mod tests {
     }
 
     #[test]
+    fn configuration_doc_lists_every_setting() {
+        use clap::CommandFactory;
+        let doc = include_str!("../../../docs/configuration.md");
+        let command = Cli::command();
+        let mut arguments: Vec<&clap::Arg> = command.get_arguments().collect();
+        for subcommand in command.get_subcommands() {
+            arguments.extend(subcommand.get_arguments());
+        }
+        let mut checked = 0;
+        for argument in arguments {
+            if let Some(name) = argument.get_env() {
+                let name = name.to_str().unwrap();
+                assert!(doc.contains(&format!("| `{name}` |")), "{name} is not in the doc");
+                checked += 1;
+            }
+            if let Some(flag) = argument.get_long() {
+                assert!(doc.contains(&format!("`--{flag}")), "--{flag} is not in the doc");
+            }
+        }
+        assert_eq!(checked, 13, "a setting was added or removed; update this count and the doc");
+    }
+
+    #[test]
     fn cli_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
