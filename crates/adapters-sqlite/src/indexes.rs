@@ -34,7 +34,7 @@ impl SqliteStore {
     /// # Errors
     /// [`ports::StoreError`] when the catalogue cannot be read.
     pub async fn index_states(&self) -> Result<Vec<IndexState>, ports::StoreError> {
-        self.run("reading the index list".into(), |connection| read(connection)).await
+        self.run("reading the index list".into(), read).await
     }
 }
 

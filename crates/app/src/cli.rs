@@ -12,7 +12,7 @@ use domain::TenantSlug;
 use ports::TimelineQuery;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{RawSettings, SettingError};
+use crate::config::{AuthentikSettings, RawSettings, SettingError, Settings};
 use crate::metrics::Metrics;
 use crate::monitor::{self, Monitor};
 use crate::{check, import, output, scheduler, wiring};
@@ -119,60 +119,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let authentik = cli.settings.authentik()?;
-            let listener = match settings.metrics_addr {
-                Some(address) => Some(monitor::bind(address).await?),
-                None => None,
-            };
-            let metrics = Arc::new(Metrics::new());
-            let wiring =
-                wiring::Wiring::open_with(&settings, &authentik, Some(metrics.clone())).await?;
-            let shutdown = shutdown_on_signal();
-            let source = wiring.ingest.source().clone();
-            if let Some(at) = wiring
-                .stores
-                .cursors
-                .load(&source)
-                .await
-                .context("reading the cursor")?
-                .and_then(|cursor| cursor.last_event_at)
-            {
-                metrics.record_newest(&source, at);
-            }
-            let observer = Arc::new(Monitor::new(
-                metrics,
-                source,
-                wiring.stores.cursors.clone(),
-                settings.ingest.interval,
-            ));
-            let server = match listener {
-                Some(listener) => {
-                    tracing::info!(
-                        address = %listener.local_addr().context("reading METRICS_ADDR")?,
-                        "Serving /metrics, /healthz and /readyz."
-                    );
-                    let serving = monitor::serve(listener, observer.clone(), shutdown.clone());
-                    Some(tokio::spawn(async move {
-                        // The daemon keeps ingesting without its listener;
-                        // readiness probes then fail, which is the alarm.
-                        if let Err(error) = serving.await {
-                            tracing::error!(error = %format!("{error:#}"), "Metrics listener failed.");
-                        }
-                    }))
-                }
-                None => None,
-            };
-            tracing::info!(
-                store = %settings.store.redacted(),
-                authentik = %authentik.url,
-                interval_s = settings.ingest.interval.as_secs(),
-                "Ingest started."
-            );
-            scheduler::run(&wiring.ingest, settings.ingest.interval, &shutdown, observer.as_ref())
-                .await;
-            if let Some(server) = server {
-                let _ = server.await;
-            }
-            Ok(ExitCode::SUCCESS)
+            run_daemon(&settings, &authentik).await
         }
         Command::Once { json } => {
             let authentik = cli.settings.authentik()?;
@@ -209,6 +156,65 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Runs the daemon with its metrics and health listener until a signal.
+async fn run_daemon(
+    settings: &Settings,
+    authentik: &AuthentikSettings,
+) -> anyhow::Result<ExitCode> {
+    let listener = match settings.metrics_addr {
+        Some(address) => Some(monitor::bind(address).await?),
+        None => None,
+    };
+    let metrics = Arc::new(Metrics::new());
+    let wiring = wiring::Wiring::open_with(settings, authentik, Some(metrics.clone())).await?;
+    let shutdown = shutdown_on_signal();
+    let source = wiring.ingest.source().clone();
+    if let Some(at) = wiring
+        .stores
+        .cursors
+        .load(&source)
+        .await
+        .context("reading the cursor")?
+        .and_then(|cursor| cursor.last_event_at)
+    {
+        metrics.record_newest(&source, at);
+    }
+    let observer = Arc::new(Monitor::new(
+        metrics,
+        source,
+        wiring.stores.cursors.clone(),
+        settings.ingest.interval,
+    ));
+    let server = match listener {
+        Some(listener) => {
+            tracing::info!(
+                address = %listener.local_addr().context("reading METRICS_ADDR")?,
+                "Serving /metrics, /healthz and /readyz."
+            );
+            let serving = monitor::serve(listener, observer.clone(), shutdown.clone());
+            Some(tokio::spawn(async move {
+                // The daemon keeps ingesting without its listener;
+                // readiness probes then fail, which is the alarm.
+                if let Err(error) = serving.await {
+                    tracing::error!(error = %format!("{error:#}"), "Metrics listener failed.");
+                }
+            }))
+        }
+        None => None,
+    };
+    tracing::info!(
+        store = %settings.store.redacted(),
+        authentik = %authentik.url,
+        interval_s = settings.ingest.interval.as_secs(),
+        "Ingest started."
+    );
+    scheduler::run(&wiring.ingest, settings.ingest.interval, &shutdown, observer.as_ref()).await;
+    if let Some(server) = server {
+        let _ = server.await;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 impl TimelineArgs {
