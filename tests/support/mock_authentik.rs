@@ -84,6 +84,7 @@ pub struct State {
     users: HashMap<String, Value>,
     token: String,
     tokens_without_permission: HashSet<String>,
+    tokens_without_view_user: HashSet<String>,
     max_page_size: usize,
     events_requests: usize,
     user_requests: usize,
@@ -127,6 +128,7 @@ impl MockAuthentik {
             users: HashMap::new(),
             token: token.to_owned(),
             tokens_without_permission: HashSet::new(),
+            tokens_without_view_user: HashSet::new(),
             max_page_size: DEFAULT_MAX_PAGE_SIZE,
             events_requests: 0,
             user_requests: 0,
@@ -170,6 +172,13 @@ impl MockAuthentik {
     /// Makes `token` valid but without `authentik_events.view_event`.
     pub fn add_token_without_permission(&self, token: &str) {
         self.state().tokens_without_permission.insert(token.to_owned());
+    }
+
+    /// Makes `token` valid with `authentik_events.view_event` but without
+    /// `authentik_core.view_user`: as in Authentik, the users then seem not
+    /// to exist (404 for each, an empty list).
+    pub fn add_token_without_view_user(&self, token: &str) {
+        self.state().tokens_without_view_user.insert(token.to_owned());
     }
 
     /// Sets the largest page size served (Authentik's default is 100).
@@ -311,9 +320,42 @@ impl State {
             return refusal;
         }
         match self.users.get(pk) {
-            Some(user) => answer(200, user),
-            None => answer(404, &json!({ "detail": "No User matches the given query." })),
+            Some(user) if self.may_view_users(request) => answer(200, user),
+            _ => answer(404, &json!({ "detail": "No User matches the given query." })),
         }
+    }
+
+    /// Answers `GET /api/v3/core/users/`: the users the token may view.
+    fn list_users(&self, request: &Request) -> ResponseTemplate {
+        if let Some(refusal) = self.refusal(request) {
+            return refusal;
+        }
+        let mut users: Vec<&Value> =
+            if self.may_view_users(request) { self.users.values().collect() } else { Vec::new() };
+        users.sort_by_key(|user| text_of(&user["pk"]));
+        let page_size = Query::new(request).page_size(self.max_page_size);
+        let results: Vec<&Value> = users.iter().take(page_size).copied().collect();
+        let envelope = json!({
+            "pagination": {
+                "next": if users.len() > page_size { 2 } else { 0 },
+                "previous": 0,
+                "count": users.len(),
+                "current": 1,
+                "total_pages": users.len().div_ceil(page_size).max(1),
+                "start_index": usize::from(!results.is_empty()),
+                "end_index": results.len(),
+            },
+            "results": results,
+            "autocomplete": {},
+        });
+        answer(200, &envelope)
+    }
+
+    /// Returns whether this request's token holds `authentik_core.view_user`.
+    fn may_view_users(&self, request: &Request) -> bool {
+        let header = request.headers.get("authorization").and_then(|value| value.to_str().ok());
+        let key = header.and_then(|header| header.trim().split_once(' ')).map(|(_, key)| key);
+        !key.is_some_and(|key| self.tokens_without_view_user.contains(key))
     }
 
     /// Returns the 403 Authentik gives this request's credentials, if any.
@@ -334,7 +376,7 @@ impl State {
         if self.tokens_without_permission.contains(key) {
             return refuse("You do not have permission to perform this action.");
         }
-        if key != self.token {
+        if key != self.token && !self.tokens_without_view_user.contains(key) {
             return refuse("Token invalid/expired");
         }
         None
@@ -377,6 +419,9 @@ impl Respond for Responder {
                 hook(state, request_index);
             }
             return state.list_events(request, request_index);
+        }
+        if path == USERS_PATH {
+            return state.list_users(request);
         }
         let user = path.strip_prefix(USERS_PATH).and_then(|rest| rest.strip_suffix('/'));
         match user {

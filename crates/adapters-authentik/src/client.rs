@@ -21,6 +21,7 @@ use thiserror::Error;
 use url::Url;
 
 use crate::config::{AuthentikConfig, redacted};
+use crate::observe::{Endpoint, RequestObserver, RequestOutcome};
 
 /// The first backoff step; each retry doubles it up to [`BACKOFF_CAP`].
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
@@ -86,6 +87,7 @@ pub(crate) struct Inner {
     pub(crate) max_retries: u32,
     pub(crate) group_cache_ttl: Duration,
     pub(crate) group_cache: Mutex<HashMap<String, (Instant, Membership)>>,
+    pub(crate) observer: Option<Arc<dyn RequestObserver>>,
 }
 
 /// An answer that is not a transport failure or a server error.
@@ -136,6 +138,7 @@ impl AuthentikClient {
             max_retries: config.max_retries,
             group_cache_ttl: config.group_cache_ttl,
             group_cache: Mutex::new(HashMap::new()),
+            observer: config.observer,
         };
         Ok(Self { inner: Arc::new(inner) })
     }
@@ -145,7 +148,9 @@ impl AuthentikClient {
     pub(crate) async fn get(&self, url: &Url) -> Result<Answer, Unreachable> {
         let mut attempt = 0;
         loop {
-            let failure = match self.try_get(url).await {
+            let result = self.try_get(url).await;
+            self.observe(url, &result);
+            let failure = match result {
                 Ok(answer) if !answer.status.is_server_error() => return Ok(answer),
                 Ok(answer) => Unreachable {
                     message: format!("`{}` answered {}", redacted(url), answer.status),
@@ -170,6 +175,24 @@ impl AuthentikClient {
             );
             tokio::time::sleep(delay).await;
         }
+    }
+
+    /// Tells the observer, when there is one, how a request to `url` ended.
+    fn observe(&self, url: &Url, result: &Result<Answer, reqwest::Error>) {
+        let Some(observer) = &self.inner.observer else { return };
+        let endpoint = if url.as_str().starts_with(self.inner.events_url.as_str()) {
+            Endpoint::Events
+        } else {
+            Endpoint::Users
+        };
+        let outcome = match result {
+            Ok(answer) => RequestOutcome::Status(answer.status.as_u16()),
+            Err(error) => match error.status() {
+                Some(status) => RequestOutcome::Status(status.as_u16()),
+                None => RequestOutcome::Transport,
+            },
+        };
+        observer.request_finished(endpoint, outcome);
     }
 
     async fn try_get(&self, url: &Url) -> Result<Answer, reqwest::Error> {

@@ -2,10 +2,13 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
 use url::Url;
+
+use crate::observe::RequestObserver;
 
 /// The settings of an [`AuthentikClient`](crate::AuthentikClient).
 ///
@@ -30,6 +33,8 @@ pub struct AuthentikConfig {
     pub ca_bundle: Option<PathBuf>,
     /// How long a user's looked-up groups are reused; default 5 min.
     pub group_cache_ttl: Duration,
+    /// Told the outcome of every request, for metrics; default none.
+    pub observer: Option<Arc<dyn RequestObserver>>,
 }
 
 impl AuthentikConfig {
@@ -53,6 +58,7 @@ impl AuthentikConfig {
             max_retries: Self::DEFAULT_MAX_RETRIES,
             ca_bundle: None,
             group_cache_ttl: Self::DEFAULT_GROUP_CACHE_TTL,
+            observer: None,
         }
     }
 }
@@ -67,6 +73,7 @@ impl fmt::Debug for AuthentikConfig {
             .field("max_retries", &self.max_retries)
             .field("ca_bundle", &self.ca_bundle)
             .field("group_cache_ttl", &self.group_cache_ttl)
+            .field("observer", &self.observer.as_ref().map(|_| "set"))
             .finish()
     }
 }

@@ -10,11 +10,17 @@
 //! written down in `shared/authentik-api.md`: errors are 403 and never 401,
 //! there is no date filter, and pages shift while they are walked.
 
+mod access;
 mod client;
 mod config;
 mod events;
+mod export;
 mod groups;
+mod observe;
 mod parse;
 
+pub use access::{AccessReport, UserAccess, VIEW_USER};
 pub use client::{AuthentikClient, BuildError};
 pub use config::AuthentikConfig;
+pub use export::read_export;
+pub use observe::{Endpoint, RequestObserver, RequestOutcome};

@@ -14,6 +14,7 @@
 mod cursors;
 mod error;
 mod events;
+mod indexes;
 mod leases;
 mod schema;
 mod set_aside;
@@ -31,6 +32,8 @@ use ports::StoreError;
 use rusqlite::Connection;
 
 use crate::error::Failure;
+
+pub use indexes::IndexState;
 
 /// How long a statement waits for a lock another process holds before it
 /// gives up with `SQLITE_BUSY`.

@@ -1,6 +1,9 @@
-//! The command line: `run`, `once`, `status` and `timeline`.
+//! The command line: `run`, `once`, `check`, `import`, `status` and
+//! `timeline`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
@@ -9,8 +12,10 @@ use domain::TenantSlug;
 use ports::TimelineQuery;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{RawSettings, SettingError};
-use crate::{output, scheduler, wiring};
+use crate::config::{AuthentikSettings, RawSettings, SettingError, Settings};
+use crate::metrics::Metrics;
+use crate::monitor::{self, Monitor};
+use crate::{check, import, output, scheduler, wiring};
 
 /// Pulls Authentik's event log into the audit timeline.
 #[derive(Debug, Parser)]
@@ -28,6 +33,19 @@ enum Command {
     Run,
     /// Catches up until nothing is new, prints a summary and exits.
     Once {
+        /// Prints the summary as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Checks the settings, what the token may read in Authentik, and the
+    /// store and its indexes; exits 0 only when all is well.
+    Check,
+    /// Loads events from files holding Authentik API pages or JSON arrays of
+    /// events, as the live path would store them; the cursor is untouched.
+    Import {
+        /// The files to import, in order.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
         /// Prints the summary as one JSON object.
         #[arg(long)]
         json: bool,
@@ -101,17 +119,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let authentik = cli.settings.authentik()?;
-            let wiring = wiring::Wiring::open(&settings, &authentik).await?;
-            let shutdown = shutdown_on_signal();
-            tracing::info!(
-                store = %settings.store.redacted(),
-                authentik = %authentik.url,
-                interval_s = settings.ingest.interval.as_secs(),
-                "Ingest started."
-            );
-            scheduler::run(&wiring.ingest, settings.ingest.interval, &wiring.lease, &shutdown)
-                .await;
-            Ok(ExitCode::SUCCESS)
+            run_daemon(&settings, &authentik).await
         }
         Command::Once { json } => {
             let authentik = cli.settings.authentik()?;
@@ -122,6 +130,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             held.release().await;
             output::summary(&report.context("ingest failed")?, json)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Check => {
+            let authentik = cli.settings.authentik()?;
+            check::run(&settings, &authentik).await
+        }
+        Command::Import { files, json } => {
+            let authentik = cli.settings.authentik()?;
+            let wiring = wiring::Wiring::open(&settings, &authentik).await?;
+            let summary = import::run(&wiring.ingest, &files).await?;
+            import::print(&summary, json)?;
+            Ok(if summary.failed_files == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Status { json } => {
             let stores = wiring::Stores::open(&settings).await?;
@@ -138,6 +157,72 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Runs the daemon with its metrics and health listener until a signal.
+async fn run_daemon(
+    settings: &Settings,
+    authentik: &AuthentikSettings,
+) -> anyhow::Result<ExitCode> {
+    let listener = match settings.metrics_addr {
+        Some(address) => Some(monitor::bind(address).await?),
+        None => None,
+    };
+    let metrics = Arc::new(Metrics::new());
+    let wiring = wiring::Wiring::open_with(settings, authentik, Some(metrics.clone())).await?;
+    let shutdown = shutdown_on_signal();
+    let source = wiring.ingest.source().clone();
+    if let Some(at) = wiring
+        .stores
+        .cursors
+        .load(&source)
+        .await
+        .context("reading the cursor")?
+        .and_then(|cursor| cursor.last_event_at)
+    {
+        metrics.record_newest(&source, at);
+    }
+    let observer = Arc::new(Monitor::new(
+        metrics,
+        source,
+        wiring.stores.cursors.clone(),
+        settings.ingest.interval,
+    ));
+    let server = match listener {
+        Some(listener) => {
+            tracing::info!(
+                address = %listener.local_addr().context("reading METRICS_ADDR")?,
+                "Serving /metrics, /healthz and /readyz."
+            );
+            let serving = monitor::serve(listener, observer.clone(), shutdown.clone());
+            Some(tokio::spawn(async move {
+                // The daemon keeps ingesting without its listener;
+                // readiness probes then fail, which is the alarm.
+                if let Err(error) = serving.await {
+                    tracing::error!(error = %format!("{error:#}"), "Metrics listener failed.");
+                }
+            }))
+        }
+        None => None,
+    };
+    tracing::info!(
+        store = %settings.store.redacted(),
+        authentik = %authentik.url,
+        interval_s = settings.ingest.interval.as_secs(),
+        "Ingest started."
+    );
+    scheduler::run(
+        &wiring.ingest,
+        settings.ingest.interval,
+        &wiring.lease,
+        &shutdown,
+        observer.as_ref(),
+    )
+    .await;
+    if let Some(server) = server {
+        let _ = server.await;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 impl TimelineArgs {
@@ -221,6 +306,29 @@ mod tests {
         );
         assert_eq!(moment("2h", now).unwrap().to_rfc3339(), "2026-12-03T10:00:00+00:00");
         assert!(moment("yesterday", now).is_err());
+    }
+
+    #[test]
+    fn configuration_doc_lists_every_setting() {
+        use clap::CommandFactory;
+        let doc = include_str!("../../../docs/configuration.md");
+        let command = Cli::command();
+        let mut arguments: Vec<&clap::Arg> = command.get_arguments().collect();
+        for subcommand in command.get_subcommands() {
+            arguments.extend(subcommand.get_arguments());
+        }
+        let mut checked = 0;
+        for argument in arguments {
+            if let Some(name) = argument.get_env() {
+                let name = name.to_str().unwrap();
+                assert!(doc.contains(&format!("| `{name}` |")), "{name} is not in the doc");
+                checked += 1;
+            }
+            if let Some(flag) = argument.get_long() {
+                assert!(doc.contains(&format!("`--{flag}")), "--{flag} is not in the doc");
+            }
+        }
+        assert_eq!(checked, 13, "a setting was added or removed; update this count and the doc");
     }
 
     #[test]

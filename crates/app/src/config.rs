@@ -5,6 +5,7 @@
 //! program with one line naming the setting and exit code 2.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -61,6 +62,10 @@ pub struct RawSettings {
     /// [default: "authentik Admins,*-admins"].
     #[arg(long, env = "ADMIN_GROUPS", global = true)]
     pub admin_groups: Option<String>,
+    /// Address of the metrics and health listener for `run`, an IP and a
+    /// port; empty to turn it off [default: 127.0.0.1:9464].
+    #[arg(long, env = "METRICS_ADDR", global = true)]
+    pub metrics_addr: Option<String>,
 }
 
 impl fmt::Debug for RawSettings {
@@ -77,6 +82,7 @@ impl fmt::Debug for RawSettings {
             .field("ingest_overlap", &self.ingest_overlap)
             .field("audit_ingest_enabled", &self.audit_ingest_enabled)
             .field("tenants", &self.tenants)
+            .field("metrics_addr", &self.metrics_addr)
             .field("admin_groups", &self.admin_groups)
             .finish()
     }
@@ -165,6 +171,8 @@ pub struct Settings {
     pub admin_groups: AdminGroups,
     /// How the ingest loop runs.
     pub ingest: IngestSettings,
+    /// Where `run` serves metrics and health; `None` when turned off.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// The largest page Authentik serves (2025.12 and later cap silently).
@@ -208,6 +216,7 @@ impl RawSettings {
                 None => AdminGroups::default(),
             },
             ingest,
+            metrics_addr: metrics_addr(self.metrics_addr.as_deref())?,
         })
     }
 
@@ -330,6 +339,19 @@ fn store(text: Option<&str>) -> Result<StoreLocation, SettingError> {
     Err(invalid("AUDIT_STORE", "must start with `sqlite://` or `mongodb://`"))
 }
 
+fn metrics_addr(text: Option<&str>) -> Result<Option<SocketAddr>, SettingError> {
+    let text = text.unwrap_or("127.0.0.1:9464").trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        invalid(
+            "METRICS_ADDR",
+            format!("`{text}` is not an IP address and port such as `127.0.0.1:9464`; leave it empty to turn the listener off"),
+        )
+    })
+}
+
 fn tenants(text: &str) -> Result<TenantSet, SettingError> {
     if text.trim().is_empty() {
         // An empty value is most often a variable left unset by a template;
@@ -373,12 +395,23 @@ mod tests {
         assert!(settings.ingest.enabled);
         assert_eq!(settings.tenants, None);
         assert!(settings.admin_groups.matches("acme-admins"));
+        assert_eq!(settings.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
+    }
+
+    #[test]
+    fn empty_metrics_addr_turns_the_listener_off() {
+        let mut raw = raw();
+        raw.metrics_addr = Some(" ".into());
+
+        assert_eq!(raw.settings().unwrap().metrics_addr, None);
     }
 
     #[test]
     fn malformed_values_name_their_setting() {
         type Change = fn(&mut RawSettings);
-        let cases: [(Change, &str); 11] = [
+        let cases: [(Change, &str); 13] = [
+            (|raw| raw.metrics_addr = Some("localhost".into()), "METRICS_ADDR"),
+            (|raw| raw.metrics_addr = Some("0.0.0.0:99999".into()), "METRICS_ADDR"),
             (|raw| raw.ingest_interval = Some("soon".into()), "INGEST_INTERVAL"),
             (|raw| raw.ingest_interval = Some("0s".into()), "INGEST_INTERVAL"),
             (|raw| raw.ingest_page_size = Some("1000".into()), "INGEST_PAGE_SIZE"),

@@ -146,6 +146,11 @@ impl Ingest {
         Self { ports, settings, actions: ActionMap::authentik(), running: Mutex::new(()) }
     }
 
+    /// Returns the name of the source this ingest reads.
+    pub fn source(&self) -> &domain::SourceName {
+        self.ports.source.name()
+    }
+
     /// Runs one tick: reads at most the configured number of pages and
     /// stores what is new.
     ///
@@ -230,8 +235,19 @@ impl Ingest {
             .cloned()
             .collect();
 
+        let records = self.records(wanted, rule).await?;
+        Ok(Prepared { page, records, rejected })
+    }
+
+    /// Builds the records of `events`, with the group lookups tenant
+    /// inference needs.
+    async fn records(
+        &self,
+        events: Vec<&SourceEvent>,
+        rule: &TenantRule,
+    ) -> Result<Vec<AuditRecord>, TickError> {
         let users: BTreeSet<String> =
-            wanted.iter().flat_map(|event| event.group_lookups()).map(str::to_owned).collect();
+            events.iter().flat_map(|event| event.group_lookups()).map(str::to_owned).collect();
         let users: Vec<String> = users.into_iter().collect();
         let memberships = if users.is_empty() {
             HashMap::new()
@@ -246,9 +262,29 @@ impl Ingest {
             memberships: &memberships,
             recorded_at: Utc::now(),
         };
-        let records =
-            wanted.into_iter().map(|event| build_record(event.clone(), &context)).collect();
-        Ok(Prepared { page, records, rejected })
+        Ok(events.into_iter().map(|event| build_record(event.clone(), &context)).collect())
+    }
+
+    /// Stores the events of `page`, read from somewhere other than the live
+    /// walk (a file), as a tick would store them: the same records, tenant
+    /// inference and dedupe, and unreadable events set aside.
+    ///
+    /// The cursor is neither read nor moved: an import is not the walk, and
+    /// the next tick resumes where the last one stopped.
+    ///
+    /// # Errors
+    /// [`TickError`] when the group lookups or the store fail; the records
+    /// of `page` are then not stored.
+    pub async fn import(&self, page: SourcePage) -> Result<TickReport, TickError> {
+        let rule = TenantRule {
+            admin_groups: self.settings.admin_groups.clone(),
+            tenants: self.ports.tenants.tenants().await?,
+        };
+        let records = self.records(page.events.iter().collect(), &rule).await?;
+        let rejected = page.rejected.clone();
+        let mut report = TickReport { fetched: page.len as u64, ..TickReport::default() };
+        self.commit(&Prepared { page, records, rejected }, &mut report).await?;
+        Ok(report)
     }
 
     /// Stores a prepared page's records and sets its unreadable events aside.
@@ -256,6 +292,14 @@ impl Ingest {
         if !prepared.records.is_empty() {
             let outcomes = self.ports.store.store_batch(&prepared.records).await?;
             for (record, outcome) in prepared.records.iter().zip(outcomes) {
+                tracing::debug!(
+                    external_id = record.external_id.as_deref(),
+                    at = %record.at,
+                    verb = record.verb.as_str(),
+                    tenant = record.tenant_slug.as_ref().map(|slug| slug.as_str()),
+                    outcome = ?outcome,
+                    "Event ingested."
+                );
                 match outcome {
                     StoreOutcome::Stored => report.stored += 1,
                     StoreOutcome::Duplicate => report.duplicates += 1,

@@ -26,6 +26,8 @@ use thiserror::Error;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::scheduler::TickObserver;
+
 /// Takes, keeps and gives up one source's lease for this process.
 #[derive(Clone)]
 pub struct LeaseKeeper {
@@ -95,12 +97,17 @@ impl LeaseKeeper {
     }
 
     /// Waits until the lease is this process's, asking every third of its
-    /// length; `None` when `shutdown` came first.
+    /// length and telling `observer` each time another replica holds it;
+    /// `None` when `shutdown` came first.
     ///
     /// Who holds it is logged when the waiting starts and whenever the
     /// holder changes, not at every ask; a store that cannot be asked is
     /// logged each time, since it keeps every replica idle.
-    pub async fn acquire(&self, shutdown: &CancellationToken) -> Option<Held> {
+    pub async fn acquire(
+        &self,
+        shutdown: &CancellationToken,
+        observer: &dyn TickObserver,
+    ) -> Option<Held> {
         let mut last_holder: Option<String> = None;
         loop {
             match self.ask().await {
@@ -113,6 +120,7 @@ impl LeaseKeeper {
                     return Some(self.hold(lease, shutdown));
                 }
                 Ok(LeaseOutcome::HeldByOther(lease)) => {
+                    observer.standing_by(&self.source, &lease);
                     if last_holder.as_deref() != Some(lease.holder.as_str()) {
                         tracing::info!(
                             source = %self.source,

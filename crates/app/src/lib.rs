@@ -6,10 +6,14 @@
 //! ingest loop in [`ingest`] as the traits of the `ports` crate, so the loop
 //! itself never learns which adapters it runs on.
 
+pub mod check;
 pub mod cli;
 pub mod config;
+pub mod import;
 pub mod ingest;
 pub mod lease;
+pub mod metrics;
+pub mod monitor;
 pub mod output;
 pub mod scheduler;
 pub mod telemetry;

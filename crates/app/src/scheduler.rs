@@ -2,11 +2,34 @@
 
 use std::time::Duration;
 
-use ports::FetchError;
+use domain::SourceName;
+use ports::{FetchError, Lease};
 use tokio_util::sync::CancellationToken;
 
-use crate::ingest::{Ingest, TickError};
+use crate::ingest::{Ingest, TickError, TickReport};
 use crate::lease::LeaseKeeper;
+
+/// Learns how each tick of the daemon ended: metrics and readiness.
+pub trait TickObserver: Send + Sync {
+    /// Records that a tick of `source` ended with `outcome` after `took`.
+    fn tick_finished(
+        &self,
+        source: &SourceName,
+        outcome: &Result<TickReport, TickError>,
+        took: Duration,
+    );
+
+    /// Records that another replica holds the lease of `source`, so this
+    /// one stands by. It is called at every ask while standing by.
+    fn standing_by(&self, source: &SourceName, holder: &Lease) {
+        let _ = (source, holder);
+    }
+}
+
+/// Observes nothing.
+impl TickObserver for () {
+    fn tick_finished(&self, _: &SourceName, _: &Result<TickReport, TickError>, _: Duration) {}
+}
 
 /// Runs ticks of `ingest` every `interval` while this replica holds the
 /// source's lease, until `shutdown` is cancelled.
@@ -19,9 +42,10 @@ pub async fn run(
     interval: Duration,
     lease: &LeaseKeeper,
     shutdown: &CancellationToken,
+    observer: &dyn TickObserver,
 ) {
-    while let Some(held) = lease.acquire(shutdown).await {
-        tick_until(ingest, interval, &held.token).await;
+    while let Some(held) = lease.acquire(shutdown, observer).await {
+        tick_until(ingest, interval, &held.token, observer).await;
         held.release().await;
         if shutdown.is_cancelled() {
             break;
@@ -36,11 +60,19 @@ pub async fn run(
 /// A tick that stopped at its page cap is followed at once by the next, so a
 /// backlog drains without waiting out the interval. A failed tick is logged
 /// once with its reason and the next tick tries again; when the source asked
-/// for a pause, the wait is at least that long.
-async fn tick_until(ingest: &Ingest, interval: Duration, shutdown: &CancellationToken) {
+/// for a pause, the wait is at least that long. `observer` learns how each
+/// tick ended.
+async fn tick_until(
+    ingest: &Ingest,
+    interval: Duration,
+    shutdown: &CancellationToken,
+    observer: &dyn TickObserver,
+) {
     while !shutdown.is_cancelled() {
         let started = std::time::Instant::now();
-        let wait = match ingest.tick(shutdown).await {
+        let outcome = ingest.tick(shutdown).await;
+        observer.tick_finished(ingest.source(), &outcome, started.elapsed());
+        let wait = match outcome {
             Ok(report) => {
                 tracing::info!(
                     fetched = report.fetched,

@@ -4,14 +4,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use adapters_authentik::{AuthentikClient, AuthentikConfig};
+use adapters_authentik::{
+    AuthentikClient, AuthentikConfig, Endpoint, RequestObserver, RequestOutcome, UserAccess,
+    VIEW_USER,
+};
 use adapters_sqlite::SqliteStore;
 use anyhow::Context as _;
-use ports::{AuditReader, AuditStore, CursorStore, EventSource, LeaseStore, TenantDirectory};
+use ports::{
+    AuditReader, AuditStore, CursorStore, EventSource, LeaseStore, SourcePage, TenantDirectory,
+};
 
+use crate::check::Finding;
 use crate::config::{AuthentikSettings, SettingError, Settings, StoreLocation};
 use crate::ingest::{Ingest, Ports, TickSettings};
 use crate::lease::{self, LeaseKeeper};
+use crate::metrics::Metrics;
 
 /// The store, seen through each of its ports.
 pub struct Stores {
@@ -76,16 +83,20 @@ impl Wiring {
     /// # Errors
     /// When the client cannot be built or the store cannot be opened.
     pub async fn open(settings: &Settings, authentik: &AuthentikSettings) -> anyhow::Result<Self> {
-        if authentik.url.scheme() == "http" && !is_loopback(&authentik.url) {
-            tracing::warn!(
-                authentik = %authentik.url,
-                "AUTHENTIK_URL uses plain http to a host that is not loopback; the token travels unencrypted."
-            );
-        }
-        let mut config = AuthentikConfig::new(authentik.url.clone(), authentik.token.clone());
-        config.ca_bundle = authentik.ca_bundle.clone();
-        let client =
-            Arc::new(AuthentikClient::new(config).context("building the Authentik client")?);
+        Self::open_with(settings, authentik, None).await
+    }
+
+    /// As [`open`](Self::open), with every request to Authentik counted in
+    /// `metrics` when given.
+    ///
+    /// # Errors
+    /// When the client cannot be built or the store cannot be opened.
+    pub async fn open_with(
+        settings: &Settings,
+        authentik: &AuthentikSettings,
+        metrics: Option<Arc<Metrics>>,
+    ) -> anyhow::Result<Self> {
+        let client = Arc::new(client(authentik, metrics)?);
         let stores = Stores::open(settings).await?;
         let lease = LeaseKeeper::new(
             stores.leases.clone(),
@@ -115,6 +126,123 @@ impl Wiring {
 /// under a second, so that renewing it stays cheap.
 pub fn lease_length(interval: Duration) -> Duration {
     interval.max(Duration::from_secs(1))
+}
+
+/// Builds the Authentik client, warning when the token would travel in the
+/// clear.
+fn client(
+    authentik: &AuthentikSettings,
+    metrics: Option<Arc<Metrics>>,
+) -> anyhow::Result<AuthentikClient> {
+    if authentik.url.scheme() == "http" && !is_loopback(&authentik.url) {
+        tracing::warn!(
+            authentik = %authentik.url,
+            "AUTHENTIK_URL uses plain http to a host that is not loopback; the token travels unencrypted."
+        );
+    }
+    let mut config = AuthentikConfig::new(authentik.url.clone(), authentik.token.clone());
+    config.ca_bundle = authentik.ca_bundle.clone();
+    config.observer =
+        metrics.map(|metrics| Arc::new(RequestCounter(metrics)) as Arc<dyn RequestObserver>);
+    AuthentikClient::new(config).context("building the Authentik client")
+}
+
+/// Counts each request to Authentik in the metrics.
+struct RequestCounter(Arc<Metrics>);
+
+impl RequestObserver for RequestCounter {
+    fn request_finished(&self, endpoint: Endpoint, outcome: RequestOutcome) {
+        self.0.record_request(endpoint.as_str(), outcome.to_string());
+    }
+}
+
+/// Reads a file of Authentik events: an API page or a JSON array.
+///
+/// # Errors
+/// A short reason when the bytes are neither.
+pub fn read_authentik_export(bytes: &[u8]) -> Result<SourcePage, String> {
+    adapters_authentik::read_export(bytes)
+}
+
+/// Checks what the token may read in Authentik.
+pub async fn check_authentik(authentik: &AuthentikSettings) -> Vec<Finding> {
+    let client = match client(authentik, None) {
+        Ok(client) => client,
+        Err(error) => return vec![Finding::failed("authentik", format!("{error:#}"))],
+    };
+    let access = client.check_access().await;
+    let events = match access.events {
+        Ok(count) => {
+            Finding::ok("authentik", format!("reads events at {} ({count} visible)", authentik.url))
+        }
+        Err(error) => Finding::failed("authentik", format!("cannot read events: {error}")),
+    };
+    let users = match access.users {
+        UserAccess::Readable(count) => {
+            Finding::ok("authentik", format!("reads users' groups ({count} users visible)"))
+        }
+        UserAccess::MissingPermission => Finding::failed(
+            "authentik",
+            format!(
+                "cannot read users: the token lacks `{VIEW_USER}`, so every event would land in no tenant; grant it to the token's user through a role"
+            ),
+        ),
+        UserAccess::Failed(reason) => {
+            Finding::failed("authentik", format!("cannot read users: {reason}"))
+        }
+    };
+    vec![events, users]
+}
+
+/// Checks that the store can be reached and that its indexes are as this
+/// build needs.
+///
+/// A store file that does not exist is not created. Opening one applies
+/// the schema as every command does, which recreates a missing index (or
+/// fails, naming the duplicates' problem); an index of the right name but
+/// another definition is left alone and reported.
+///
+/// Each store kind answers in its own way; MongoDB, when it is built
+/// (issue 4), adds its arm here and reports its unique index on
+/// `(source, externalId)` the same way.
+pub async fn check_store(settings: &Settings) -> Vec<Finding> {
+    let shown = settings.store.redacted();
+    match &settings.store {
+        StoreLocation::Sqlite(path) if !path.exists() => vec![Finding::ok(
+            "store",
+            format!("`{shown}` does not exist yet; the first `run` or `once` creates it"),
+        )],
+        StoreLocation::Sqlite(path) => {
+            let store = match SqliteStore::open(path) {
+                Ok(store) => store,
+                Err(error) => {
+                    return vec![Finding::failed(
+                        "store",
+                        format!("cannot open `{shown}`: {error}"),
+                    )];
+                }
+            };
+            match store.index_states().await {
+                Ok(states) => states
+                    .into_iter()
+                    .map(|state| match state.problem {
+                        None => Finding::ok(
+                            "store",
+                            format!("index {} is as expected ({})", state.name, state.purpose),
+                        ),
+                        Some(problem) => {
+                            Finding::failed("store", format!("index {}: {problem}", state.name))
+                        }
+                    })
+                    .collect(),
+                Err(error) => vec![Finding::failed("store", format!("{error}"))],
+            }
+        }
+        StoreLocation::Mongo(_) => vec![Finding::failed(
+            "store",
+            "MongoDB is not supported by this build yet; use `sqlite://PATH`",
+        )],
+    }
 }
 
 fn is_loopback(url: &url::Url) -> bool {

@@ -99,6 +99,7 @@ async fn malformed_setting_ends_with_one_line_naming_it_and_exit_code_2() {
         ("AUTHENTIK_CA_BUNDLE", "/nonexistent/ca.pem"),
         ("LOG_FORMAT", "xml"),
         ("RUST_LOG", "info,[[["),
+        ("METRICS_ADDR", "localhost:9464"),
     ] {
         let dir = Dir::new(&format!("bad-{name}"));
         let mut command = audit_ingest(&dir);
@@ -219,7 +220,12 @@ async fn run_stops_on_sigterm_with_exit_0_and_a_saved_cursor() {
     let authentik = smoke_authentik().await;
     let dir = Dir::new("sigterm");
     let mut command = with_authentik(audit_ingest(&dir), &authentik);
-    command.arg("run").env("INGEST_INTERVAL", "1h").stdout(Stdio::null()).stderr(Stdio::null());
+    command
+        .arg("run")
+        .env("INGEST_INTERVAL", "1h")
+        .env("METRICS_ADDR", "")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let mut child = command.spawn().unwrap();
     // The first tick has stored everything once `status` counts 78.
     wait_until(Duration::from_secs(30), || stored(&dir) == Some(78)).await;
@@ -250,4 +256,189 @@ async fn wait_until(limit: Duration, mut ready: impl FnMut() -> bool) {
         assert!(started.elapsed() < limit, "timed out waiting");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Returns a local port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_metrics_and_probes_on_metrics_addr() {
+    let authentik = smoke_authentik().await;
+    let dir = Dir::new("metrics");
+    let address = format!("127.0.0.1:{}", free_port());
+    let mut command = with_authentik(audit_ingest(&dir), &authentik);
+    command
+        .arg("run")
+        .env("INGEST_INTERVAL", "1h")
+        .env("METRICS_ADDR", &address)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = command.spawn().unwrap();
+    let metrics_url = format!("http://{address}/metrics");
+
+    let started = Instant::now();
+    let text = loop {
+        if let Ok(response) = reqwest::get(&metrics_url).await {
+            let text = response.text().await.unwrap();
+            if text.contains(r#"audit_ingest_events_stored_total{source="authentik"} 78"#) {
+                break text;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no metrics in time");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let ready = reqwest::get(format!("http://{address}/readyz")).await.unwrap().status();
+    let live = reqwest::get(format!("http://{address}/healthz")).await.unwrap().status();
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+
+    assert!(text.contains("# TYPE audit_ingest_tick_duration_seconds histogram"), "{text}");
+    assert!(
+        text.contains(r#"audit_ingest_authentik_requests_total{endpoint="events",status="200"}"#)
+    );
+    assert_eq!(ready.as_u16(), 200);
+    assert_eq!(live.as_u16(), 200);
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn check_passes_with_a_full_token_and_a_sound_store() {
+    let authentik = smoke_authentik().await;
+    let dir = Dir::new("check-ok");
+    let mut once = with_authentik(audit_ingest(&dir), &authentik);
+    once.arg("once");
+    assert!(run(once).await.status.success());
+    let mut command = with_authentik(audit_ingest(&dir), &authentik);
+    command.arg("check");
+
+    let output = run(command).await;
+
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{}", text(&output.stderr));
+    assert!(stdout.contains("reads events"), "{stdout}");
+    assert!(stdout.contains("reads users' groups"), "{stdout}");
+    assert!(stdout.contains("index audit_events_source_external_id is as expected"), "{stdout}");
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+    assert_no_token(&output);
+}
+
+#[tokio::test]
+async fn check_names_the_missing_permission_and_exits_1() {
+    let authentik = smoke_authentik().await;
+    authentik.add_token_without_permission("token-without-view-event");
+    authentik.add_token_without_view_user("token-without-view-user");
+    for (token, expected) in [
+        ("token-without-view-event", "authentik_events.view_event"),
+        ("token-without-view-user", "authentik_core.view_user"),
+        ("not-a-known-token", "invalid or expired"),
+    ] {
+        let dir = Dir::new("check-permission");
+        let mut command = with_authentik(audit_ingest(&dir), &authentik);
+        command.arg("check").env("AUTHENTIK_TOKEN", token);
+
+        let output = run(command).await;
+
+        let stdout = text(&output.stdout);
+        assert_eq!(output.status.code(), Some(1), "{token}: {stdout}");
+        let failures: Vec<&str> = stdout.lines().filter(|line| line.starts_with("FAIL")).collect();
+        assert!(failures.iter().any(|line| line.contains(expected)), "{token}: {stdout}");
+        assert!(stdout.contains("problem(s) found"), "{stdout}");
+    }
+}
+
+/// Writes `events` to `dir` as one Authentik API page and returns its path.
+fn write_page(dir: &Dir, name: &str, events: &[Value]) -> PathBuf {
+    let page = serde_json::json!({
+        "pagination": { "next": 0, "previous": 0, "count": events.len(), "current": 1 },
+        "results": events,
+        "autocomplete": {},
+    });
+    let path = dir.0.join(name);
+    std::fs::write(&path, page.to_string()).unwrap();
+    path
+}
+
+/// Returns the timeline as JSON lines without the time each was recorded.
+async fn timeline_without_recorded_at(dir: &Dir) -> Vec<Value> {
+    let mut command = audit_ingest(dir);
+    command.args(["timeline", "--json", "--limit", "1000"]);
+    let output = run(command).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    text(&output.stdout)
+        .lines()
+        .map(|line| {
+            let mut record: Value = serde_json::from_str(line).unwrap();
+            record.as_object_mut().unwrap().remove("recordedAt");
+            record
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn import_stores_what_the_live_path_stores_and_leaves_the_cursor_alone() {
+    let authentik = smoke_authentik().await;
+    let live = Dir::new("import-live");
+    let mut once = with_authentik(audit_ingest(&live), &authentik);
+    once.arg("once");
+    assert!(run(once).await.status.success());
+    let dir = Dir::new("import");
+    let events = fixtures::smoke_events();
+    let (first, second) = events.split_at(30);
+    let page = write_page(&dir, "page.json", first);
+    let array = dir.0.join("array.json");
+    std::fs::write(&array, Value::Array(second.to_vec()).to_string()).unwrap();
+    let mut command = with_authentik(audit_ingest(&dir), &authentik);
+    command.args(["import", "--json"]).arg(&page).arg(&array);
+
+    let output = run(command).await;
+
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["files"], 2);
+    assert_eq!(summary["read"], 78);
+    assert_eq!(summary["stored"], 78);
+    assert_eq!(timeline_without_recorded_at(&dir).await, timeline_without_recorded_at(&live).await);
+    let mut status = audit_ingest(&dir);
+    status.args(["status", "--json"]);
+    let status: Value = serde_json::from_slice(&run(status).await.stdout).unwrap();
+    assert_eq!(status[0]["stored"], 78);
+    assert_eq!(status[0]["cursor"], Value::Null, "an import must not move the cursor");
+    assert_no_token(&output);
+}
+
+#[tokio::test]
+async fn import_skips_a_bad_file_sets_a_bad_event_aside_and_counts_duplicates() {
+    let authentik = smoke_authentik().await;
+    let dir = Dir::new("import-bad");
+    let mut events = fixtures::smoke_events()[..10].to_vec();
+    events
+        .push(serde_json::json!({ "pk": "broken-1", "created": "not a time", "action": "login" }));
+    let good = write_page(&dir, "good.json", &events);
+    let bad = dir.0.join("bad.json");
+    std::fs::write(&bad, "{\"detail\": \"Invalid page.\"}").unwrap();
+    let missing = dir.0.join("missing.json");
+    let mut command = with_authentik(audit_ingest(&dir), &authentik);
+    command.args(["import", "--json"]).arg(&bad).arg(&good).arg(&missing).arg(&good);
+
+    let output = run(command).await;
+
+    assert_eq!(output.status.code(), Some(1));
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["files"], 2);
+    assert_eq!(summary["failedFiles"], 2);
+    assert_eq!(summary["read"], 22);
+    assert_eq!(summary["stored"], 10);
+    assert_eq!(summary["duplicates"], 10);
+    assert_eq!(summary["setAside"], 2);
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("bad.json: neither an Authentik API page"), "{stderr}");
+    assert!(stderr.contains("missing.json: cannot read the file"), "{stderr}");
+    assert!(stderr.contains("good.json: 11/11 events"), "{stderr}");
+    let mut status = audit_ingest(&dir);
+    status.args(["status", "--json"]);
+    let status: Value = serde_json::from_slice(&run(status).await.stdout).unwrap();
+    assert_eq!(status[0]["stored"], 10);
+    assert_eq!(status[0]["setAside"], 1);
 }

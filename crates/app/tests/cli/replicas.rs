@@ -39,6 +39,7 @@ fn spawn_run(dir: &Dir, authentik: &MockAuthentik, name: &str, extra: &[(&str, &
         .arg("run")
         .env("INGEST_INTERVAL", "2s")
         .env("LOG_FORMAT", "json")
+        .env("METRICS_ADDR", "")
         .envs(extra.iter().copied())
         .stdout(Stdio::null())
         .stderr(log);
