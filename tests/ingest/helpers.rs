@@ -9,8 +9,9 @@ use adapters_sqlite::SqliteStore;
 use app::ingest::{Ingest, Ports, TickReport, TickSettings};
 use chrono::TimeDelta;
 use domain::{AdminGroups, AuditRecord, TenantSet, TenantSlug};
-use ports::{AuditReader, TimelineQuery};
+use ports::{AuditReader, AuditStore, CursorStore, TenantDirectory, TimelineQuery};
 use serde_json::Value;
+use tests::flaky_store::FlakyStore;
 use tests::mock_authentik::MockAuthentik;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +23,8 @@ pub(crate) struct World {
     pub(crate) dir: PathBuf,
     pub(crate) settings: TickSettings,
     pub(crate) tenants: Vec<&'static str>,
+    /// How long the client waits for Authentik's answer.
+    pub(crate) request_timeout: std::time::Duration,
 }
 
 impl World {
@@ -42,31 +45,55 @@ impl World {
             overlap: TimeDelta::minutes(5),
             admin_groups: AdminGroups::default(),
         };
-        Self { authentik, dir, settings, tenants: vec!["acme", "globex", "initech"] }
+        Self {
+            authentik,
+            dir,
+            settings,
+            tenants: vec!["acme", "globex", "initech"],
+            request_timeout: std::time::Duration::from_secs(30),
+        }
     }
 
     /// Opens the store and builds an ingest over it, as a process start
     /// would: every call is a fresh client with an empty group cache.
     pub(crate) async fn ingest(&self) -> (Ingest, Arc<SqliteStore>) {
-        let store = Arc::new(SqliteStore::open(&self.dir.join("audit.db")).unwrap());
+        let store = Arc::new(self.open_store().await);
+        (self.ingest_on(store.clone()), store)
+    }
+
+    /// The ingest over a store that fails on demand.
+    pub(crate) async fn flaky_ingest(&self) -> (Ingest, Arc<FlakyStore<SqliteStore>>) {
+        let store = Arc::new(FlakyStore::new(self.open_store().await));
+        (self.ingest_on(store.clone()), store)
+    }
+
+    async fn open_store(&self) -> SqliteStore {
+        let store = SqliteStore::open(&self.dir.join("audit.db")).unwrap();
         let tenants =
             TenantSet::new(self.tenants.iter().map(|slug| TenantSlug::parse(slug).unwrap()));
         store.set_tenants(&tenants).await.unwrap();
+        store
+    }
+
+    fn ingest_on<S>(&self, store: Arc<S>) -> Ingest
+    where
+        S: AuditStore + CursorStore + TenantDirectory + 'static,
+    {
         let url = url::Url::parse(&self.authentik.uri()).unwrap();
         let mut config = AuthentikConfig::new(url, secrecy::SecretString::from(TOKEN));
         config.max_retries = 0;
+        config.timeout = self.request_timeout;
         let client = Arc::new(AuthentikClient::new(config).unwrap());
         let ports = Ports {
             source: client.clone(),
             groups: client,
             store: store.clone(),
             cursors: store.clone(),
-            tenants: store.clone(),
+            tenants: store,
         };
-        (Ingest::new(ports, self.settings.clone()), store)
+        Ingest::new(ports, self.settings.clone())
     }
 
-    /// Runs ticks until the source is caught up.
     pub(crate) async fn catch_up(&self) -> TickReport {
         let (ingest, _) = self.ingest().await;
         app::scheduler::catch_up(&ingest, &CancellationToken::new()).await.unwrap()

@@ -3,6 +3,7 @@
 //! semantics and the embedded store.
 
 mod edits;
+mod faults;
 mod helpers;
 mod smoke;
 mod walk;

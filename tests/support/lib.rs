@@ -5,4 +5,5 @@
 pub mod contract;
 pub mod events;
 pub mod fixtures;
+pub mod flaky_store;
 pub mod mock_authentik;

@@ -71,6 +71,20 @@ const ACTIONS: &[&str] = &[
 /// with the request's index from 0.
 pub type EventsHook = Box<dyn FnMut(&mut State, usize) + Send>;
 
+/// What the mock answers one event-list request with instead of its page,
+/// for fault-injection tests.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// This status, with the plain-text body a proxy or Django's error
+    /// page would send.
+    Status(u16),
+    /// A 200 with this body as `application/json`: truncated or malformed
+    /// JSON, or the wrong envelope.
+    Body(String),
+    /// The right page, after this delay.
+    Slow(std::time::Duration),
+}
+
 /// A running mock Authentik.
 pub struct MockAuthentik {
     server: MockServer,
@@ -94,6 +108,7 @@ pub struct State {
 struct Shared {
     state: State,
     hook: Option<EventsHook>,
+    faults: std::collections::VecDeque<Fault>,
 }
 
 /// An event with the fields the mock sorts and filters on read once.
@@ -134,9 +149,15 @@ impl MockAuthentik {
             user_requests: 0,
             requests_log: Vec::new(),
         };
-        let shared = Arc::new(Mutex::new(Shared { state, hook: None }));
+        let shared = Arc::new(Mutex::new(Shared { state, hook: None, faults: Default::default() }));
         Mock::given(any()).respond_with(Responder(shared.clone())).mount(&server).await;
         MockAuthentik { server, shared }
+    }
+
+    /// Answers the next event-list requests, one each, with `faults`
+    /// instead of their pages. Each request is still counted and logged.
+    pub fn inject(&self, faults: impl IntoIterator<Item = Fault>) {
+        lock(&self.shared).faults.extend(faults);
     }
 
     /// The server's root URL, such as `http://127.0.0.1:4321`.
@@ -405,7 +426,7 @@ impl StoredEvent {
 impl Respond for Responder {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let mut shared = lock(&self.0);
-        let Shared { state, hook } = &mut *shared;
+        let Shared { state, hook, faults } = &mut *shared;
         let path = request.url.path();
         if request.method != wiremock::http::Method::GET {
             let method = request.method.as_str();
@@ -418,7 +439,17 @@ impl Respond for Responder {
             if let Some(hook) = hook {
                 hook(state, request_index);
             }
-            return state.list_events(request, request_index);
+            return match faults.pop_front() {
+                None => state.list_events(request, request_index),
+                Some(Fault::Status(status)) => ResponseTemplate::new(status)
+                    .set_body_raw(format!("Error ({status})"), "text/plain"),
+                Some(Fault::Body(body)) => {
+                    ResponseTemplate::new(200).set_body_raw(body, "application/json")
+                }
+                Some(Fault::Slow(delay)) => {
+                    state.list_events(request, request_index).set_delay(delay)
+                }
+            };
         }
         if path == USERS_PATH {
             return state.list_users(request);
