@@ -124,3 +124,33 @@ async fn each_store_fault_fails_one_tick_and_the_next_tick_loses_nothing() {
 fn stored_by_failed_tick(name: &str) -> u64 {
     if name == "written, then failed" || name == "cursor save refused" { 50 } else { 0 }
 }
+
+#[tokio::test]
+async fn unreadable_groups_of_one_user_keep_their_events_without_a_tenant_and_block_nothing() {
+    let now = chrono::Utc::now();
+    let mut events = vec![
+        tests::events::login(1, now - TimeDelta::minutes(3)),
+        tests::events::login(2, now - TimeDelta::minutes(2)),
+    ];
+    events[1]["user"] =
+        serde_json::json!({"pk": 6, "username": "bo.example", "email": "bo@globex.example.test"});
+    let users = vec![
+        serde_json::json!({"pk": 5, "username": "ana.example", "groups_obj": [{"name": "acme"}]}),
+        // An answer without `groups_obj`: it will read the same next time.
+        serde_json::json!({"pk": 6, "username": "bo.example"}),
+    ];
+    let world = World::start(events, users).await;
+
+    let report = world.catch_up().await;
+
+    assert_eq!((report.stored, report.set_aside), (2, 0));
+    let stored = world.stored().await;
+    let tenant_of = |username: &str| {
+        let record = stored.iter().find(|record| {
+            record.actor.as_ref().and_then(|actor| actor.username.as_deref()) == Some(username)
+        });
+        record.unwrap().tenant_slug.as_ref().map(|slug| slug.as_str().to_owned())
+    };
+    assert_eq!(tenant_of("ana.example").as_deref(), Some("acme"));
+    assert_eq!(tenant_of("bo.example"), None);
+}

@@ -93,7 +93,10 @@ impl AuthentikClient {
             source: failure.source.map(Into::into),
         })?;
         match answer.status {
-            StatusCode::OK => group_names(&answer.body).map(Membership::Groups).map_err(failed),
+            StatusCode::OK => {
+                Ok(group_names(&answer.body)
+                    .map_or_else(Membership::Unreadable, Membership::Groups))
+            }
             StatusCode::NOT_FOUND => Ok(Membership::Gone),
             StatusCode::FORBIDDEN => Err(failed(format!(
                 "Authentik refused the lookup ({}); the token needs `authentik_core.view_user`",
@@ -277,15 +280,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn lookup_fails_when_the_answer_has_no_groups() {
+    async fn user_is_unreadable_with_the_reason_when_the_answer_has_no_groups() {
         let server = MockServer::start().await;
         Mock::given(path("/api/v3/core/users/5/"))
             .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"pk": 5}"#))
             .mount(&server)
             .await;
+        Mock::given(path("/api/v3/core/users/6/"))
+            .respond_with(ResponseTemplate::new(200).set_body_string("{\"pk\": 6, \"groups_obj\""))
+            .mount(&server)
+            .await;
 
-        let error = client(&server, Duration::from_secs(60)).memberships(&ids(&["5"])).await;
+        let found = client(&server, Duration::from_secs(60)).memberships(&ids(&["5", "6"])).await;
 
-        assert!(error.unwrap_err().message.contains("groups_obj"));
+        let found = found.unwrap();
+        assert!(
+            matches!(&found["5"], Membership::Unreadable(reason) if reason.contains("groups_obj"))
+        );
+        assert!(
+            matches!(&found["6"], Membership::Unreadable(reason) if reason.contains("not JSON"))
+        );
     }
 }

@@ -254,6 +254,15 @@ impl Ingest {
         } else {
             self.ports.groups.memberships(&users).await?
         };
+        for (user, membership) in &memberships {
+            if let domain::Membership::Unreadable(reason) = membership {
+                tracing::warn!(
+                    user = %user,
+                    reason = %reason,
+                    "The groups of a user could not be read; the user's events are stored without a tenant."
+                );
+            }
+        }
 
         let context = RecordContext {
             source: self.ports.source.name(),

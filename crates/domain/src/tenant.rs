@@ -179,6 +179,11 @@ pub enum Membership {
     Groups(Vec<String>),
     /// The user no longer exists at the source.
     Gone,
+    /// The source answered, but its answer could not be read, for the
+    /// reason given. Such a user's groups name no tenant: an event is
+    /// better kept without a tenant than not kept, and one unreadable
+    /// answer must not hold back every event after it.
+    Unreadable(String),
 }
 
 /// The inputs of the rule for one event, with the groups already looked up.

@@ -28,12 +28,15 @@ pub trait GroupDirectory: Send + Sync {
     ///
     /// Implementations SHOULD cache answers for a while and MUST NOT make
     /// more than one request per distinct user per call. A user who no
-    /// longer exists is [`Membership::Gone`], not an error.
+    /// longer exists is [`Membership::Gone`], and one whose answer came but
+    /// cannot be read is [`Membership::Unreadable`]: neither is an error,
+    /// since retrying would get the same answer and hold back every event
+    /// after it.
     ///
     /// # Errors
-    /// [`LookupError`] when any lookup failed for another reason (transport,
-    /// permission, malformed answer); the caller then stores nothing of the
-    /// batch, so that no event is filed under a wrong tenant.
+    /// [`LookupError`] when a lookup failed in a way a later try may not
+    /// (transport, refusal, a server error); the caller then stores nothing
+    /// of the batch, so that no event is filed under a wrong tenant.
     async fn memberships(
         &self,
         users: &[String],
