@@ -42,7 +42,14 @@ pub(crate) fn parse_page(body: &[u8]) -> Result<SourcePage, String> {
 
     let mut events = Vec::with_capacity(results.len());
     let mut rejected = Vec::new();
+    // No event can be over the limit unless the whole body is, so the
+    // events are only measured one by one on a page that large.
+    let measure = body.len() > MAX_EVENT_BYTES;
     for item in results {
+        if measure && let Some(rejection) = oversized(item) {
+            rejected.push(rejection);
+            continue;
+        }
         match parse_event(item) {
             Ok(event) => events.push(event),
             Err(rejection) => rejected.push(rejection),
@@ -55,6 +62,23 @@ pub(crate) fn parse_page(body: &[u8]) -> Result<SourcePage, String> {
 ///
 /// # Errors
 /// The event, kept whole with the reason, when it cannot be read.
+/// The largest event stored, as JSON text. Authentik's own events are a few
+/// kilobytes; one past this is set aside rather than stored, so that no
+/// store's document limit (MongoDB's is 16 MB) can fail a whole batch.
+pub(crate) const MAX_EVENT_BYTES: usize = 1024 * 1024;
+
+/// Returns the rejection of `item` when it is larger than
+/// [`MAX_EVENT_BYTES`].
+fn oversized(item: &Value) -> Option<RejectedEvent> {
+    let size = serde_json::to_vec(item).map_or(usize::MAX, |text| text.len());
+    (size > MAX_EVENT_BYTES).then(|| RejectedEvent {
+        external_id: item.get("pk").and_then(Value::as_str).map(str::to_owned),
+        at: item.get("created").and_then(Value::as_str).and_then(parse_time),
+        reason: format!("the event is {size} bytes of JSON, over the limit of {MAX_EVENT_BYTES}"),
+        raw: item.clone(),
+    })
+}
+
 pub(crate) fn parse_event(item: &Value) -> Result<SourceEvent, RejectedEvent> {
     let external_id = item.get("pk").and_then(Value::as_str).filter(|pk| !pk.is_empty());
     let at = item.get("created").and_then(Value::as_str).and_then(parse_time);
@@ -313,6 +337,28 @@ mod tests {
         let event = parse_event(&event).unwrap();
 
         assert_eq!(event.at.timestamp_subsec_micros(), 315_264);
+    }
+
+    #[test]
+    fn event_is_set_aside_with_its_size_when_over_the_limit() {
+        let mut big = valid_event();
+        big["context"] = serde_json::json!({ "blob": "x".repeat(MAX_EVENT_BYTES) });
+        let small = valid_event();
+        let body = serde_json::to_vec(&serde_json::json!({
+            "pagination": {"next": 0, "previous": 0, "count": 2, "current": 1, "total_pages": 1, "start_index": 1, "end_index": 2},
+            "results": [big, small],
+        }))
+        .unwrap();
+
+        let page = parse_page(&body).unwrap();
+
+        assert_eq!((page.len, page.events.len(), page.rejected.len()), (2, 1, 1));
+        assert!(
+            page.rejected[0].reason.contains("over the limit of 1048576"),
+            "{}",
+            page.rejected[0].reason
+        );
+        assert!(page.rejected[0].external_id.is_some());
     }
 
     #[test]
