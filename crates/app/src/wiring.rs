@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use adapters_authentik::{AuthentikClient, AuthentikConfig};
+use adapters_mongo::{CollectionNames, MongoStore, OpenError};
 use adapters_sqlite::SqliteStore;
 use anyhow::Context as _;
 use ports::{AuditReader, AuditStore, CursorStore, TenantDirectory};
 
-use crate::config::{AuthentikSettings, SettingError, Settings, StoreLocation};
+use crate::config::{AuthentikSettings, MongoCollections, SettingError, Settings, StoreLocation};
 use crate::ingest::{Ingest, Ports, TickSettings};
 
 /// The store, seen through each of its ports.
@@ -46,12 +47,49 @@ impl Stores {
                     tenants: store,
                 })
             }
-            StoreLocation::Mongo(_) => Err(SettingError {
-                name: "AUDIT_STORE",
-                message: "MongoDB is not supported by this build yet; use `sqlite://PATH`".into(),
+            StoreLocation::Mongo(uri) => {
+                if settings.tenants.is_some() {
+                    return Err(SettingError {
+                        name: "TENANTS",
+                        message: "cannot be used with a MongoDB store, whose tenants are the \
+                                  platform's own `tenants` collection; unset TENANTS"
+                            .into(),
+                    }
+                    .into());
+                }
+                let store =
+                    open_mongo(uri, &settings.mongo_collections).await.with_context(|| {
+                        format!("opening the store `{}`", settings.store.redacted())
+                    })?;
+                let store = Arc::new(store);
+                Ok(Self {
+                    audit: store.clone(),
+                    cursors: store.clone(),
+                    reader: store.clone(),
+                    tenants: store,
+                })
             }
-            .into()),
         }
+    }
+}
+
+/// Connects to MongoDB; a connection string or collection name the driver
+/// refuses is a setting error, named as such.
+async fn open_mongo(uri: &str, names: &MongoCollections) -> anyhow::Result<MongoStore> {
+    let names = CollectionNames {
+        events: names.events.clone(),
+        cursors: names.cursors.clone(),
+        tenants: names.tenants.clone(),
+        set_aside: names.set_aside.clone(),
+        source_changes: names.source_changes.clone(),
+        leases: names.leases.clone(),
+    };
+    match MongoStore::open(uri, names).await {
+        Ok(store) => Ok(store),
+        Err(OpenError::Settings(message)) => {
+            Err(SettingError { name: "AUDIT_STORE", message }.into())
+        }
+        Err(OpenError::Store(error)) => Err(error.into()),
     }
 }
 
