@@ -105,7 +105,13 @@ CREATE TABLE IF NOT EXISTS leases (
 ///
 /// Returns [`Failure::Schema`] when the database is newer than this build.
 pub(crate) fn migrate(connection: &mut Connection) -> Result<(), Failure> {
-    let transaction = connection.transaction()?;
+    // IMMEDIATE takes the write lock first, waiting out the busy timeout.
+    // A deferred transaction would read the version under a shared lock and
+    // then fail at once with "database is locked" when another process
+    // opening the same file (the daemon and `status`, say) wrote first:
+    // SQLite does not wait on a lock upgrade, which could deadlock.
+    let transaction =
+        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let version: i64 = transaction.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(Failure::Schema { found: version });
