@@ -21,6 +21,10 @@
 //!     store = |fixture| fixture.1,
 //! );
 //! ```
+//!
+//! A store that is not reachable everywhere (a server, a container) gives
+//! an `optional_fixture` whose `.await` is an `Option`: each check passes
+//! without running when it is `None`, and the fixture says why it is.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::{
@@ -43,11 +47,19 @@ impl<T: AuditStore + CursorStore + AuditReader + LeaseStore + Send + Sync> Contr
 ///
 /// Takes either an expression whose `.await` is the store, or
 /// `fixture = EXPR, store = |NAME| EXPR` when the store lives inside a
-/// fixture that must outlive it.
+/// fixture that must outlive it, or `optional_fixture = EXPR, store = |NAME|
+/// EXPR` when the fixture is an `Option` that is `None` where the store
+/// cannot be reached.
 #[macro_export]
 macro_rules! store_contract {
     (fixture = $fixture:expr, store = |$bind:ident| $store:expr $(,)?) => {
-        $crate::store_contract!(@checks ($fixture) ($bind) ($store)
+        $crate::store_contract!(@checks ($fixture) ($bind) ($store) @list);
+    };
+    (optional_fixture = $fixture:expr, store = |$bind:ident| $store:expr $(,)?) => {
+        $crate::store_contract!(@checks (optional $fixture) ($bind) ($store) @list);
+    };
+    (@checks ($($fixture:tt)+) ($bind:ident) ($store:expr) @list) => {
+        $crate::store_contract!(@checks ($($fixture)+) ($bind) ($store)
             batch_is_reported_stored_when_every_record_is_new,
             batch_reports_nothing_when_empty,
             original_is_kept_when_a_changed_copy_is_stored_again,
@@ -86,6 +98,17 @@ macro_rules! store_contract {
             lease_goes_to_exactly_one_when_many_race,
             leases_of_different_sources_are_independent,
         );
+    };
+    (@checks (optional $fixture:expr) ($bind:ident) ($store:expr) $($check:ident),* $(,)?) => {
+        $(
+            #[::tokio::test]
+            async fn $check() {
+                // `None` means the store cannot be reached here; the fixture
+                // has said why.
+                let Some($bind) = $fixture.await else { return };
+                $crate::contract::$check(&$store).await;
+            }
+        )*
     };
     (@checks ($fixture:expr) ($bind:ident) ($store:expr) $($check:ident),* $(,)?) => {
         $(

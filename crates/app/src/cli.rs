@@ -328,7 +328,7 @@ mod tests {
                 assert!(doc.contains(&format!("`--{flag}")), "--{flag} is not in the doc");
             }
         }
-        assert_eq!(checked, 13, "a setting was added or removed; update this count and the doc");
+        assert_eq!(checked, 19, "a setting was added or removed; update this count and the doc");
     }
 
     #[test]

@@ -66,6 +66,27 @@ pub struct RawSettings {
     /// port; empty to turn it off [default: 127.0.0.1:9464].
     #[arg(long, env = "METRICS_ADDR", global = true)]
     pub metrics_addr: Option<String>,
+    /// MongoDB collection of the audit timeline [default: audit_events].
+    #[arg(long, env = "MONGO_EVENTS_COLLECTION", global = true)]
+    pub mongo_events_collection: Option<String>,
+    /// MongoDB collection of the cursors, one per source [default:
+    /// ingest_cursors].
+    #[arg(long, env = "MONGO_CURSORS_COLLECTION", global = true)]
+    pub mongo_cursors_collection: Option<String>,
+    /// MongoDB collection of the platform's tenants, read for their `slug`
+    /// [default: tenants].
+    #[arg(long, env = "MONGO_TENANTS_COLLECTION", global = true)]
+    pub mongo_tenants_collection: Option<String>,
+    /// MongoDB collection of the events set aside [default: set_aside].
+    #[arg(long, env = "MONGO_SET_ASIDE_COLLECTION", global = true)]
+    pub mongo_set_aside_collection: Option<String>,
+    /// MongoDB collection of changed versions of stored events [default:
+    /// source_changes].
+    #[arg(long, env = "MONGO_SOURCE_CHANGES_COLLECTION", global = true)]
+    pub mongo_source_changes_collection: Option<String>,
+    /// MongoDB collection of the ingest leases [default: ingest_leases].
+    #[arg(long, env = "MONGO_LEASES_COLLECTION", global = true)]
+    pub mongo_leases_collection: Option<String>,
 }
 
 impl fmt::Debug for RawSettings {
@@ -84,6 +105,12 @@ impl fmt::Debug for RawSettings {
             .field("tenants", &self.tenants)
             .field("metrics_addr", &self.metrics_addr)
             .field("admin_groups", &self.admin_groups)
+            .field("mongo_events_collection", &self.mongo_events_collection)
+            .field("mongo_cursors_collection", &self.mongo_cursors_collection)
+            .field("mongo_tenants_collection", &self.mongo_tenants_collection)
+            .field("mongo_set_aside_collection", &self.mongo_set_aside_collection)
+            .field("mongo_source_changes_collection", &self.mongo_source_changes_collection)
+            .field("mongo_leases_collection", &self.mongo_leases_collection)
             .finish()
     }
 }
@@ -134,6 +161,23 @@ impl StoreLocation {
     }
 }
 
+/// The names of the MongoDB store's collections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MongoCollections {
+    /// The audit timeline.
+    pub events: String,
+    /// The cursors, one per source.
+    pub cursors: String,
+    /// The platform's tenants, read for their `slug`.
+    pub tenants: String,
+    /// The events set aside.
+    pub set_aside: String,
+    /// The changed versions of stored events.
+    pub source_changes: String,
+    /// The ingest leases.
+    pub leases: String,
+}
+
 /// How to reach Authentik.
 #[derive(Debug, Clone)]
 pub struct AuthentikSettings {
@@ -173,6 +217,8 @@ pub struct Settings {
     pub ingest: IngestSettings,
     /// Where `run` serves metrics and health; `None` when turned off.
     pub metrics_addr: Option<SocketAddr>,
+    /// The collection names, used when the store is MongoDB.
+    pub mongo_collections: MongoCollections,
 }
 
 /// The largest page Authentik serves (2025.12 and later cap silently).
@@ -217,6 +263,55 @@ impl RawSettings {
             },
             ingest,
             metrics_addr: metrics_addr(self.metrics_addr.as_deref())?,
+            mongo_collections: self.mongo_collections()?,
+        })
+    }
+
+    /// Checks the MongoDB collection names: each one MongoDB accepts, and
+    /// no two the same.
+    fn mongo_collections(&self) -> Result<MongoCollections, SettingError> {
+        let given = [
+            ("MONGO_EVENTS_COLLECTION", &self.mongo_events_collection, "audit_events"),
+            ("MONGO_CURSORS_COLLECTION", &self.mongo_cursors_collection, "ingest_cursors"),
+            ("MONGO_TENANTS_COLLECTION", &self.mongo_tenants_collection, "tenants"),
+            ("MONGO_SET_ASIDE_COLLECTION", &self.mongo_set_aside_collection, "set_aside"),
+            (
+                "MONGO_SOURCE_CHANGES_COLLECTION",
+                &self.mongo_source_changes_collection,
+                "source_changes",
+            ),
+            ("MONGO_LEASES_COLLECTION", &self.mongo_leases_collection, "ingest_leases"),
+        ];
+        let mut names: Vec<(&'static str, String)> = Vec::with_capacity(given.len());
+        for (name, value, default) in given {
+            let value = value.as_deref().map_or(default, str::trim).to_owned();
+            if value.is_empty() {
+                return Err(invalid(name, "is empty; give a collection name"));
+            }
+            if value.contains(['$', '\0']) || value.starts_with("system.") || value.len() > 200 {
+                return Err(invalid(
+                    name,
+                    format!(
+                        "`{}` is not a collection name MongoDB accepts (no `$`, no NUL, \
+                         no `system.` prefix, at most 200 bytes)",
+                        value.escape_debug()
+                    ),
+                ));
+            }
+            if let Some((other, _)) = names.iter().find(|(_, earlier)| *earlier == value) {
+                return Err(invalid(name, format!("`{value}` is also {other}; give each its own")));
+            }
+            names.push((name, value));
+        }
+        let mut values = names.into_iter().map(|(_, value)| value);
+        let mut next = || values.next().unwrap_or_default();
+        Ok(MongoCollections {
+            events: next(),
+            cursors: next(),
+            tenants: next(),
+            set_aside: next(),
+            source_changes: next(),
+            leases: next(),
         })
     }
 
@@ -514,6 +609,40 @@ mod tests {
             settings.store,
             StoreLocation::Mongo("mongodb://db.example.test:27017/audit".into())
         );
+    }
+
+    #[test]
+    fn mongo_collections_default_to_the_schema_names() {
+        let settings = raw().settings().unwrap();
+
+        let names = settings.mongo_collections;
+        assert_eq!(
+            [names.events, names.cursors, names.tenants],
+            ["audit_events", "ingest_cursors", "tenants"]
+        );
+        assert_eq!(
+            [names.set_aside, names.source_changes, names.leases],
+            ["set_aside", "source_changes", "ingest_leases"]
+        );
+    }
+
+    #[test]
+    fn mongo_collections_are_read_and_checked() {
+        let mut renamed = raw();
+        renamed.mongo_events_collection = Some(" audit_timeline ".into());
+        let mut dollar = raw();
+        dollar.mongo_tenants_collection = Some("ten$ants".into());
+        let mut empty = raw();
+        empty.mongo_cursors_collection = Some(" ".into());
+        let mut shared = raw();
+        shared.mongo_leases_collection = Some("audit_events".into());
+
+        assert_eq!(renamed.settings().unwrap().mongo_collections.events, "audit_timeline");
+        assert_eq!(error_name(dollar.settings()), "MONGO_TENANTS_COLLECTION");
+        assert_eq!(error_name(empty.settings()), "MONGO_CURSORS_COLLECTION");
+        let error = shared.settings().unwrap_err();
+        assert_eq!(error.name, "MONGO_LEASES_COLLECTION");
+        assert!(error.message.contains("MONGO_EVENTS_COLLECTION"), "{error}");
     }
 
     #[test]

@@ -322,6 +322,15 @@ impl Ingest {
                         );
                         report.changed_at_source += 1;
                     }
+                    StoreOutcome::SetAside => {
+                        tracing::warn!(
+                            external_id = record.external_id.as_deref(),
+                            at = %record.at,
+                            action = %record.action,
+                            "Event set aside as unstorable."
+                        );
+                        report.set_aside += 1;
+                    }
                 }
             }
         }

@@ -8,6 +8,7 @@ use adapters_authentik::{
     AuthentikClient, AuthentikConfig, Endpoint, RequestObserver, RequestOutcome, UserAccess,
     VIEW_USER,
 };
+use adapters_mongo::{CollectionNames, MongoStore, OpenError};
 use adapters_sqlite::SqliteStore;
 use anyhow::Context as _;
 use ports::{
@@ -15,7 +16,7 @@ use ports::{
 };
 
 use crate::check::Finding;
-use crate::config::{AuthentikSettings, SettingError, Settings, StoreLocation};
+use crate::config::{AuthentikSettings, MongoCollections, SettingError, Settings, StoreLocation};
 use crate::ingest::{Ingest, Ports, TickSettings};
 use crate::lease::{self, LeaseKeeper};
 use crate::metrics::Metrics;
@@ -58,12 +59,50 @@ impl Stores {
                     leases: store,
                 })
             }
-            StoreLocation::Mongo(_) => Err(SettingError {
-                name: "AUDIT_STORE",
-                message: "MongoDB is not supported by this build yet; use `sqlite://PATH`".into(),
+            StoreLocation::Mongo(uri) => {
+                if settings.tenants.is_some() {
+                    return Err(SettingError {
+                        name: "TENANTS",
+                        message: "cannot be used with a MongoDB store, whose tenants are the \
+                                  platform's own `tenants` collection; unset TENANTS"
+                            .into(),
+                    }
+                    .into());
+                }
+                let store =
+                    open_mongo(uri, &settings.mongo_collections).await.with_context(|| {
+                        format!("opening the store `{}`", settings.store.redacted())
+                    })?;
+                let store = Arc::new(store);
+                Ok(Self {
+                    audit: store.clone(),
+                    cursors: store.clone(),
+                    reader: store.clone(),
+                    tenants: store.clone(),
+                    leases: store,
+                })
             }
-            .into()),
         }
+    }
+}
+
+/// Connects to MongoDB; a connection string or collection name the driver
+/// refuses is a setting error, named as such.
+async fn open_mongo(uri: &str, names: &MongoCollections) -> anyhow::Result<MongoStore> {
+    let names = CollectionNames {
+        events: names.events.clone(),
+        cursors: names.cursors.clone(),
+        tenants: names.tenants.clone(),
+        set_aside: names.set_aside.clone(),
+        source_changes: names.source_changes.clone(),
+        leases: names.leases.clone(),
+    };
+    match MongoStore::open(uri, names).await {
+        Ok(store) => Ok(store),
+        Err(OpenError::Settings(message)) => {
+            Err(SettingError { name: "AUDIT_STORE", message }.into())
+        }
+        Err(OpenError::Store(error)) => Err(error.into()),
     }
 }
 
@@ -202,9 +241,8 @@ pub async fn check_authentik(authentik: &AuthentikSettings) -> Vec<Finding> {
 /// fails, naming the duplicates' problem); an index of the right name but
 /// another definition is left alone and reported.
 ///
-/// Each store kind answers in its own way; MongoDB, when it is built
-/// (issue 4), adds its arm here and reports its unique index on
-/// `(source, externalId)` the same way.
+/// MongoDB is checked by opening it, which verifies every index by name and
+/// definition.
 pub async fn check_store(settings: &Settings) -> Vec<Finding> {
     let shown = settings.store.redacted();
     match &settings.store {
@@ -238,10 +276,16 @@ pub async fn check_store(settings: &Settings) -> Vec<Finding> {
                 Err(error) => vec![Finding::failed("store", format!("{error}"))],
             }
         }
-        StoreLocation::Mongo(_) => vec![Finding::failed(
-            "store",
-            "MongoDB is not supported by this build yet; use `sqlite://PATH`",
-        )],
+        // Opening a MongoDB store creates any missing index and stops,
+        // naming it, at one whose definition differs: success means every
+        // index is present and as this build defines it.
+        StoreLocation::Mongo(uri) => match open_mongo(uri, &settings.mongo_collections).await {
+            Ok(_) => vec![Finding::ok(
+                "store",
+                format!("reached `{shown}`; its indexes are present and as expected"),
+            )],
+            Err(error) => vec![Finding::failed("store", format!("`{shown}`: {error:#}"))],
+        },
     }
 }
 

@@ -24,6 +24,11 @@ pub enum StoreOutcome {
     /// the changed version recorded beside it; a version already recorded
     /// comes back as [`Duplicate`](Self::Duplicate).
     ChangedAtSource,
+    /// The record cannot be kept in this store as it is (MongoDB's, for one
+    /// past its 16 MiB document limit). It was set aside with the reason
+    /// instead, like an event that could not be read, and is counted in
+    /// [`SourceStatus::set_aside`].
+    SetAside,
 }
 
 /// Where audit records are kept.
@@ -36,7 +41,9 @@ pub trait AuditStore: Send + Sync {
     /// [`StoreOutcome::Duplicate`], not as an error, and leave the stored one
     /// untouched; one the source has changed since MUST come back as
     /// [`StoreOutcome::ChangedAtSource`] the first time that version is seen.
-    /// Records without an external id never collide.
+    /// Records without an external id never collide. A record the store
+    /// cannot keep MUST be set aside with the reason and come back as
+    /// [`StoreOutcome::SetAside`], not fail the batch.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] or [`StoreError::Other`] when the batch

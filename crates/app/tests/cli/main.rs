@@ -120,6 +120,35 @@ async fn malformed_setting_ends_with_one_line_naming_it_and_exit_code_2() {
 }
 
 #[tokio::test]
+async fn unusable_mongodb_setting_ends_with_one_line_naming_it_before_connecting() {
+    for (name, store, extra) in [
+        ("AUDIT_STORE", "mongodb://db.example.test:27017", None),
+        ("AUDIT_STORE", "mongodb://user:hunter2@db.example.test:x/audit", None),
+        ("TENANTS", "mongodb://db.example.test/audit", Some(("TENANTS", "acme"))),
+        (
+            "MONGO_EVENTS_COLLECTION",
+            "mongodb://db.example.test/audit",
+            Some(("MONGO_EVENTS_COLLECTION", "audit$events")),
+        ),
+    ] {
+        let dir = Dir::new(&format!("mongo-{name}"));
+        let mut command = audit_ingest(&dir);
+        command.arg("status").env("AUDIT_STORE", store);
+        if let Some((variable, value)) = extra {
+            command.env(variable, value);
+        }
+
+        let output = run(command).await;
+
+        assert_eq!(output.status.code(), Some(2), "{name}");
+        let stderr = text(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{name}: {stderr}");
+        assert!(stderr.contains(name), "{name}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "{name}: {stderr}");
+    }
+}
+
+#[tokio::test]
 async fn once_ingests_the_smoke_scenario_and_prints_a_json_summary() {
     let authentik = smoke_authentik().await;
     let dir = Dir::new("once");
