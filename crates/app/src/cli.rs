@@ -19,7 +19,7 @@ use crate::{check, import, output, scheduler, wiring};
 
 /// Pulls Authentik's event log into the audit timeline.
 #[derive(Debug, Parser)]
-#[command(name = "audit-ingest", version, about)]
+#[command(name = "audit-ingest", version)]
 pub struct Cli {
     #[command(flatten)]
     settings: RawSettings,
@@ -115,7 +115,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run => {
             if !settings.ingest.enabled {
-                tracing::info!("Ingest is disabled by AUDIT_INGEST_ENABLED=false; doing nothing.");
+                // A daemon that exited here would be restarted over and over
+                // by Kubernetes or systemd; it idles until told to stop.
+                tracing::info!(
+                    "Ingest is disabled by AUDIT_INGEST_ENABLED=false; idling until stopped."
+                );
+                let shutdown = shutdown_on_signal();
+                match settings.metrics_addr {
+                    Some(address) => {
+                        monitor::serve_disabled(monitor::bind(address).await?, shutdown).await?;
+                    }
+                    None => shutdown.cancelled().await,
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             let authentik = cli.settings.authentik()?;
@@ -143,14 +154,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if summary.failed_files == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Status { json } => {
-            let stores = wiring::Stores::open(&settings).await?;
+            let stores = wiring::Stores::open_existing(&settings).await?;
             let status = stores.reader.status().await.context("reading the status failed")?;
             output::status(&status, json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Timeline(args) => {
             let query = args.query(Utc::now())?;
-            let stores = wiring::Stores::open(&settings).await?;
+            let stores = wiring::Stores::open_existing(&settings).await?;
             let records =
                 stores.reader.timeline(&query).await.context("reading the timeline failed")?;
             output::timeline(&records, args.json)?;

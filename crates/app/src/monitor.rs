@@ -149,6 +149,26 @@ pub async fn serve(
         .context("the metrics listener failed")
 }
 
+/// Serves the probes of a daemon whose ingest is turned off until
+/// `shutdown` is cancelled: alive and ready, since idling is what it was
+/// told to do, and no metrics to export.
+///
+/// # Errors
+/// When accepting connections fails for good.
+pub async fn serve_disabled(
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let router = Router::new()
+        .route("/metrics", get(|| async { ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], "# EOF\n") }))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(|| async { "ready: ingest is disabled\n" }));
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .context("the metrics listener failed")
+}
+
 async fn metrics(State(monitor): State<Arc<Monitor>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], monitor.metrics.render(Utc::now()))
 }

@@ -72,7 +72,11 @@ pub fn status(sources: &[SourceStatus], json: bool) -> anyhow::Result<()> {
         }
         writeln!(out, "  stored         {}", status.stored)?;
         writeln!(out, "  set aside      {}", status.set_aside)?;
-        writeln!(out, "  changed at source {}", status.changed_at_source)?;
+        writeln!(
+            out,
+            "  changed        {}  (at the source, after they were stored)",
+            status.changed_at_source
+        )?;
     }
     Ok(())
 }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adapters_authentik::{
-    AuthentikClient, AuthentikConfig, Endpoint, RequestObserver, RequestOutcome, UserAccess,
-    VIEW_USER,
+    AuthentikClient, AuthentikConfig, BuildError, Endpoint, RequestObserver, RequestOutcome,
+    UserAccess, VIEW_USER,
 };
 use adapters_mongo::{CollectionNames, MongoStore, OpenError};
 use adapters_sqlite::SqliteStore;
@@ -42,6 +42,28 @@ impl Stores {
     /// # Errors
     /// When the store cannot be opened or written.
     pub async fn open(settings: &Settings) -> anyhow::Result<Self> {
+        Self::open_inner(settings).await
+    }
+
+    /// Opens the store for reading only: a SQLite file that does not exist
+    /// is an error rather than created empty, so that a mistyped
+    /// `AUDIT_STORE` is noticed instead of answering "no sources yet".
+    ///
+    /// # Errors
+    /// As for [`open`](Self::open), and when the SQLite file is missing.
+    pub async fn open_existing(settings: &Settings) -> anyhow::Result<Self> {
+        if let StoreLocation::Sqlite(path) = &settings.store
+            && !path.exists()
+        {
+            anyhow::bail!(
+                "there is no store at `{}`; check AUDIT_STORE, or run `audit-ingest once` to create it",
+                settings.store.redacted()
+            );
+        }
+        Self::open_inner(settings).await
+    }
+
+    async fn open_inner(settings: &Settings) -> anyhow::Result<Self> {
         match &settings.store {
             StoreLocation::Sqlite(path) => {
                 let store = SqliteStore::open(path).with_context(|| {
@@ -137,6 +159,15 @@ impl Wiring {
     ) -> anyhow::Result<Self> {
         let client = Arc::new(client(authentik, metrics)?);
         let stores = Stores::open(settings).await?;
+        match stores.tenants.tenants().await {
+            Ok(tenants) if tenants.is_empty() => tracing::warn!(
+                "No tenants are known, so every event is stored without a tenant; set TENANTS \
+                 (SQLite) or fill the tenants collection (MongoDB) before the first run."
+            ),
+            Ok(_) => {}
+            // The first tick reads them again and reports the failure.
+            Err(error) => tracing::warn!(error = %error, "Reading the tenants failed."),
+        }
         let lease = LeaseKeeper::new(
             stores.leases.clone(),
             client.name().clone(),
@@ -183,7 +214,23 @@ fn client(
     config.ca_bundle = authentik.ca_bundle.clone();
     config.observer =
         metrics.map(|metrics| Arc::new(RequestCounter(metrics)) as Arc<dyn RequestObserver>);
-    AuthentikClient::new(config).context("building the Authentik client")
+    AuthentikClient::new(config).map_err(|error| match error {
+        // A CA bundle that cannot be used is a setting to fix, not a fault
+        // to retry: say which setting, and exit as settings errors do.
+        BuildError::ReadCaBundle { .. } | BuildError::ParseCaBundle { .. } => {
+            let cause = std::error::Error::source(&error)
+                .map(|source| format!(": {source}"))
+                .unwrap_or_default();
+            SettingError { name: "AUTHENTIK_CA_BUNDLE", message: format!("{error}{cause}") }.into()
+        }
+        BuildError::Token => {
+            SettingError { name: "AUTHENTIK_TOKEN", message: error.to_string() }.into()
+        }
+        BuildError::BaseUrl { .. } => {
+            SettingError { name: "AUTHENTIK_URL", message: error.to_string() }.into()
+        }
+        other => anyhow::Error::new(other).context("building the Authentik client"),
+    })
 }
 
 /// Counts each request to Authentik in the metrics.

@@ -231,16 +231,31 @@ async fn status_and_timeline_read_back_what_once_stored() {
 }
 
 #[tokio::test]
-async fn run_with_ingest_disabled_does_nothing_and_exits_0() {
+async fn run_with_ingest_disabled_idles_until_sigterm_and_exits_0() {
     let authentik = smoke_authentik().await;
     let dir = Dir::new("disabled");
     let mut command = with_authentik(audit_ingest(&dir), &authentik);
-    command.arg("run").env("AUDIT_INGEST_ENABLED", "false");
+    let log = dir.0.join("disabled.log");
+    command
+        .arg("run")
+        .env("AUDIT_INGEST_ENABLED", "false")
+        .env("METRICS_ADDR", "")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut child = command.spawn().unwrap();
+    wait_until(Duration::from_secs(30), || {
+        std::fs::read_to_string(&log).unwrap_or_default().contains("idling until stopped")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let still_running = child.try_wait().unwrap().is_none();
 
-    let output = run(command).await;
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
 
-    assert!(output.status.success());
-    assert!(text(&output.stderr).contains("disabled"), "{}", text(&output.stderr));
+    assert!(still_running, "a disabled daemon exited by itself, and would be restarted in a loop");
+    assert!(killed.success());
+    assert_eq!(status.code(), Some(0));
     assert_eq!(authentik.events_requests(), 0);
 }
 
@@ -470,4 +485,40 @@ async fn import_skips_a_bad_file_sets_a_bad_event_aside_and_counts_duplicates() 
     let status: Value = serde_json::from_slice(&run(status).await.stdout).unwrap();
     assert_eq!(status[0]["stored"], 10);
     assert_eq!(status[0]["setAside"], 1);
+}
+
+#[tokio::test]
+async fn unusable_ca_bundle_ends_with_one_line_naming_it_and_exit_code_2() {
+    let dir = Dir::new("ca-bundle");
+    let bundle = dir.0.join("bundle.pem");
+    std::fs::write(&bundle, "not a certificate\n").unwrap();
+    let mut command = audit_ingest(&dir);
+    command
+        .arg("once")
+        .env("AUTHENTIK_URL", "https://127.0.0.1:9")
+        .env("AUTHENTIK_TOKEN", TOKEN)
+        .env("AUTHENTIK_CA_BUNDLE", &bundle);
+
+    let output = run(command).await;
+
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("AUTHENTIK_CA_BUNDLE"), "{stderr}");
+    assert_eq!(stderr.lines().filter(|line| line.starts_with("error")).count(), 1, "{stderr}");
+}
+
+#[tokio::test]
+async fn status_of_a_missing_store_says_so_and_creates_nothing() {
+    let dir = Dir::new("missing-store");
+    let mut command = audit_ingest(&dir);
+    command
+        .arg("status")
+        .env("AUDIT_STORE", format!("sqlite://{}", dir.0.join("typo.db").display()));
+
+    let output = run(command).await;
+
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("there is no store at"), "{stderr}");
+    assert!(!dir.0.join("typo.db").exists());
 }
