@@ -6,8 +6,15 @@
 //! is saved only after its page is stored, a crash or a failed write at any
 //! point leaves a cursor that reads the page again; the store drops what was
 //! already there.
+//!
+//! The next page is read while the current one is stored: the walk's next
+//! step depends only on the page just read, never on the store, so reading
+//! ahead asks for exactly the page a one-at-a-time walk would, only sooner.
+//! At most two pages are in memory, the one being stored and the one being
+//! read.
 
 use std::collections::{BTreeSet, HashMap};
+use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -161,16 +168,22 @@ impl Ingest {
         };
         let mut cursor = self.ports.cursors.load(&source).await?.unwrap_or_default();
         let mut report = TickReport::default();
+        // The next page, read while the page before it was being stored.
+        let mut prefetch: Option<Prefetch<'_>> = None;
 
-        for _ in 0..self.settings.max_pages {
+        for requested in 1..=self.settings.max_pages {
             // A walk under way keeps the page size its page numbers were
             // counted in, whatever the setting says after a restart.
-            let page_size =
-                cursor.walk.as_ref().map_or(self.settings.page_size, |walk| walk.page_size);
-            let request = PageRequest { page: cursor.next_page(), page_size };
-            report.requests += 1;
+            let page_size = self.page_size(&cursor);
+            let pending = match prefetch.take() {
+                Some(pending) => pending,
+                None => {
+                    report.requests += 1;
+                    self.prefetch(cursor.clone(), page_size, &rule)
+                }
+            };
             let prepared = tokio::select! {
-                prepared = self.prepare(&cursor, request, &rule) => prepared,
+                prepared = pending.finish() => prepared,
                 () = shutdown.cancelled() => {
                     report.interrupted = true;
                     break;
@@ -187,10 +200,20 @@ impl Ingest {
             };
             report.fetched += prepared.page.len as u64;
 
+            // The walk's next step depends only on the page just read, so
+            // the next page is known before this one is stored, and is read
+            // while it is. At most two pages are in memory at once.
+            let step = self.observe(&cursor, &prepared.page, page_size);
+            let more = !step.is_done() && requested < self.settings.max_pages;
+            let mut next = (more && !shutdown.is_cancelled()).then(|| {
+                report.requests += 1;
+                let next_cursor = step.cursor().clone();
+                self.prefetch(next_cursor.clone(), self.page_size(&next_cursor), &rule)
+            });
+
             // From here the page is stored and its cursor saved whatever
             // happens to `shutdown`: a batch in hand is never abandoned.
-            self.commit(&prepared, &mut report).await?;
-            let step = self.observe(&cursor, &prepared.page, page_size);
+            self.commit_while_reading(&prepared, &mut report, next.as_mut()).await?;
             cursor = step.cursor().clone();
             self.ports.cursors.save(&source, &cursor).await?;
             if step.is_done() {
@@ -201,9 +224,51 @@ impl Ingest {
                 report.interrupted = true;
                 break;
             }
+            prefetch = next;
         }
         report.cursor = cursor;
         Ok(report)
+    }
+
+    /// The page size of the walk `cursor` is in, or the setting's for a new
+    /// walk.
+    fn page_size(&self, cursor: &Cursor) -> u32 {
+        cursor.walk.as_ref().map_or(self.settings.page_size, |walk| walk.page_size)
+    }
+
+    /// Starts reading the page `cursor` names next; the read makes progress
+    /// only while it is polled.
+    fn prefetch<'a>(
+        &'a self,
+        cursor: Cursor,
+        page_size: u32,
+        rule: &'a TenantRule,
+    ) -> Prefetch<'a> {
+        let request = PageRequest { page: cursor.next_page(), page_size };
+        Prefetch {
+            read: Box::pin(async move { self.prepare(&cursor, request, rule).await }),
+            done: None,
+        }
+    }
+
+    /// Stores `prepared` and, while the store works, drives `next`'s read.
+    /// Returns once the page is stored, whether or not `next` is read.
+    async fn commit_while_reading(
+        &self,
+        prepared: &Prepared,
+        report: &mut TickReport,
+        next: Option<&mut Prefetch<'_>>,
+    ) -> Result<(), TickError> {
+        let commit = self.commit(prepared, report);
+        let Some(next) = next else { return commit.await };
+        tokio::pin!(commit);
+        loop {
+            tokio::select! {
+                biased;
+                committed = &mut commit => return committed,
+                read = &mut next.read, if next.done.is_none() => next.done = Some(read),
+            }
+        }
     }
 
     /// Reads one page and builds the records of its wanted events, with
@@ -293,6 +358,24 @@ impl Ingest {
             future_tolerance: self.settings.overlap,
         };
         cursor.observe(&observation, &policy)
+    }
+}
+
+/// A page being read ahead of the one being stored.
+struct Prefetch<'a> {
+    /// The read, which makes progress only while it is polled.
+    read: Pin<Box<dyn Future<Output = Result<Prepared, TickError>> + Send + 'a>>,
+    /// The read's result, once it finished while the store was busy.
+    done: Option<Result<Prepared, TickError>>,
+}
+
+impl Prefetch<'_> {
+    /// Returns the read's result, waiting for it when it is still under way.
+    async fn finish(mut self) -> Result<Prepared, TickError> {
+        match self.done.take() {
+            Some(done) => done,
+            None => self.read.await,
+        }
     }
 }
 
