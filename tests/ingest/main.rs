@@ -3,5 +3,6 @@
 //! semantics and the embedded store.
 
 mod helpers;
+mod overlap;
 mod smoke;
 mod walk;

@@ -5,3 +5,4 @@
 pub mod contract;
 pub mod fixtures;
 pub mod mock_authentik;
+pub mod synthetic;
