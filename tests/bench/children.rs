@@ -72,7 +72,7 @@ async fn serve(events: &str, newest: &str, token: &str) -> Result<(), String> {
 /// Runs `audit-ingest once` exactly as the binary does.
 fn once(runtime: &tokio::runtime::Runtime, args: &[String]) -> Result<(), String> {
     let cli = app::cli::Cli::try_parse_from(
-        std::iter::once("audit-ingest".to_owned()).chain(args.iter().cloned()),
+        ["audit-ingest", "once"].into_iter().map(str::to_owned).chain(args.iter().cloned()),
     )
     .map_err(|error| error.to_string())?;
     app::telemetry::init().map_err(|error| error.to_string())?;
