@@ -198,12 +198,12 @@ impl Ingest {
                 }
                 Err(error) => return Err(error),
             };
-            report.fetched += prepared.page.len as u64;
+            report.fetched += prepared.len as u64;
 
             // The walk's next step depends only on the page just read, so
             // the next page is known before this one is stored, and is read
             // while it is. At most two pages are in memory at once.
-            let step = self.observe(&cursor, &prepared.page, page_size);
+            let step = &prepared.step;
             let more = !step.is_done() && requested < self.settings.max_pages;
             let mut next = (more && !shutdown.is_cancelled()).then(|| {
                 report.requests += 1;
@@ -271,24 +271,27 @@ impl Ingest {
         }
     }
 
-    /// Reads one page and builds the records of its wanted events, with
-    /// the group lookups tenant inference needs. Nothing is written, so this
-    /// step may be abandoned at any point.
+    /// Reads one page, takes the walk's step after it, and builds the
+    /// records of its wanted events, with the group lookups tenant inference
+    /// needs. Nothing is written, so this step may be abandoned at any point.
     async fn prepare(
         &self,
         cursor: &Cursor,
         request: PageRequest,
         rule: &TenantRule,
     ) -> Result<Prepared, TickError> {
-        let page = self.ports.source.fetch_page(request).await?;
+        let mut page = self.ports.source.fetch_page(request).await?;
+        let step = self.observe(cursor, &page, request.page_size);
+        // The page's events become the records: nothing below reads the page
+        // again, so they are moved rather than copied.
         let overlap = self.settings.overlap;
-        let wanted: Vec<&SourceEvent> =
-            page.events.iter().filter(|event| cursor.wants(event.at, overlap)).collect();
-        let rejected: Vec<RejectedEvent> = page
-            .rejected
-            .iter()
+        let wanted: Vec<SourceEvent> = std::mem::take(&mut page.events)
+            .into_iter()
+            .filter(|event| cursor.wants(event.at, overlap))
+            .collect();
+        let rejected: Vec<RejectedEvent> = std::mem::take(&mut page.rejected)
+            .into_iter()
             .filter(|rejected| rejected.at.is_none_or(|at| cursor.wants(at, overlap)))
-            .cloned()
             .collect();
 
         let users: BTreeSet<String> =
@@ -307,9 +310,8 @@ impl Ingest {
             memberships: &memberships,
             recorded_at: Utc::now(),
         };
-        let records =
-            wanted.into_iter().map(|event| build_record(event.clone(), &context)).collect();
-        Ok(Prepared { page, records, rejected })
+        let records = wanted.into_iter().map(|event| build_record(event, &context)).collect();
+        Ok(Prepared { step, len: page.len, records, rejected })
     }
 
     /// Stores a prepared page's records and sets its unreadable events aside.
@@ -381,7 +383,10 @@ impl Prefetch<'_> {
 
 /// A page read and turned into records, not yet stored.
 struct Prepared {
-    page: SourcePage,
+    /// The walk's step after the page.
+    step: domain::WalkStep,
+    /// The number of items on the page, readable or not.
+    len: usize,
     records: Vec<AuditRecord>,
     rejected: Vec<RejectedEvent>,
 }
