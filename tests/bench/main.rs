@@ -62,6 +62,7 @@ struct Figures {
     store_peak_kib: u64,
     tick_requests: u64,
     tick_cpu_ms: f64,
+    load: (String, String),
 }
 
 /// Runs the benchmark for each `--events` count and prints the figures.
@@ -116,6 +117,7 @@ fn event_counts(args: &[String]) -> Result<Vec<u64>, String> {
 /// Measures every workload against a fresh mock of `events` events.
 fn run(events: u64) -> Result<Figures, String> {
     report(&format!("N={events}: starting the synthetic Authentik"));
+    let load_before = load_average();
     let dir = tempfile::tempdir().map_err(|error| format!("creating a scratch folder: {error}"))?;
     let mut server = Server::start(events)?;
     let url = server.url.clone();
@@ -160,6 +162,7 @@ fn run(events: u64) -> Result<Figures, String> {
         store_peak_kib: store_exit.peak_kib,
         tick_requests: number(&tick, "requests")? as u64,
         tick_cpu_ms: number(&tick, "cpuMs")?,
+        load: (load_before, load_average()),
     })
 }
 
@@ -170,6 +173,12 @@ fn print_figures(figures: &Figures) {
     let verdict = |met: bool| if met { "met" } else { "MISSED" };
     let lines = [
         format!("events                      {}", figures.events),
+        format!(
+            "load average (1 min)        {} at start, {} at end, on {} CPUs",
+            figures.load.0,
+            figures.load.1,
+            std::thread::available_parallelism().map_or(0, usize::from)
+        ),
         format!(
             "end to end (once)           {:>10.0} events/s   peak {:>6.1} MiB",
             figures.end_to_end,
@@ -281,6 +290,14 @@ fn expect_count(workload: &str, figures: &Value, key: &str, expected: u64) -> Re
 
 fn number(figures: &Value, key: &str) -> Result<f64, String> {
     figures[key].as_f64().ok_or_else(|| format!("no `{key}` in {figures}"))
+}
+
+/// The machine's one-minute load average, which the figures depend on.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn executable() -> Result<std::path::PathBuf, String> {
