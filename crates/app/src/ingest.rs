@@ -213,9 +213,13 @@ impl Ingest {
 
             // From here the page is stored and its cursor saved whatever
             // happens to `shutdown`: a batch in hand is never abandoned.
-            self.commit_while_reading(&prepared, &mut report, next.as_mut()).await?;
+            let store = async {
+                self.commit(&prepared, &mut report).await?;
+                self.ports.cursors.save(&source, step.cursor()).await?;
+                Ok(())
+            };
+            while_reading(store, next.as_mut()).await?;
             cursor = step.cursor().clone();
-            self.ports.cursors.save(&source, &cursor).await?;
             if step.is_done() {
                 report.caught_up = true;
                 break;
@@ -248,26 +252,6 @@ impl Ingest {
         Prefetch {
             read: Box::pin(async move { self.prepare(&cursor, request, rule).await }),
             done: None,
-        }
-    }
-
-    /// Stores `prepared` and, while the store works, drives `next`'s read.
-    /// Returns once the page is stored, whether or not `next` is read.
-    async fn commit_while_reading(
-        &self,
-        prepared: &Prepared,
-        report: &mut TickReport,
-        next: Option<&mut Prefetch<'_>>,
-    ) -> Result<(), TickError> {
-        let commit = self.commit(prepared, report);
-        let Some(next) = next else { return commit.await };
-        tokio::pin!(commit);
-        loop {
-            tokio::select! {
-                biased;
-                committed = &mut commit => return committed,
-                read = &mut next.read, if next.done.is_none() => next.done = Some(read),
-            }
         }
     }
 
@@ -360,6 +344,23 @@ impl Ingest {
             future_tolerance: self.settings.overlap,
         };
         cursor.observe(&observation, &policy)
+    }
+}
+
+/// Runs `work` to its end and, while it runs, drives `next`'s read, which
+/// it leaves unfinished when `work` ends first.
+async fn while_reading(
+    work: impl Future<Output = Result<(), TickError>>,
+    next: Option<&mut Prefetch<'_>>,
+) -> Result<(), TickError> {
+    let Some(next) = next else { return work.await };
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            done = &mut work => return done,
+            read = &mut next.read, if next.done.is_none() => next.done = Some(read),
+        }
     }
 }
 
