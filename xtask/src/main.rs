@@ -24,7 +24,7 @@ fn main() -> anyhow::Result<()> {
         Some("bench") => bench(env::args().skip(2).collect()),
         _ => {
             bail!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci     runs every check CI runs\n  tidy   checks file headers and markers\n  bench  [--events N[,N...]] measures ingest throughput and memory (default N = 100000)"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci     runs every check CI runs\n  tidy   checks file headers and markers\n  bench  [--events N[,N...]] [--rounds R] measures ingest throughput and memory (default N = 100000)"
             )
         }
     }
