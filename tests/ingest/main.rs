@@ -5,5 +5,6 @@
 mod edits;
 mod faults;
 mod helpers;
+mod overlap;
 mod smoke;
 mod walk;

@@ -3,6 +3,10 @@
 //! `ci` runs every check CI runs, in the order a developer wants to see them
 //! fail: formatting, lints, tests, docs. Each step runs cargo through the
 //! `CARGO` that invoked us, from the workspace root.
+//!
+//! `bench` builds and runs the ingest benchmark (`tests/bench/`) in release
+//! mode. It is not part of `ci`, which only compiles and lints it: a run
+//! takes minutes and its figures mean something only on a quiet machine.
 
 mod tidy;
 
@@ -17,9 +21,10 @@ fn main() -> anyhow::Result<()> {
     match task.as_deref() {
         Some("ci") => ci(),
         Some("tidy") => tidy::check(&root()),
+        Some("bench") => bench(env::args().skip(2).collect()),
         _ => {
             bail!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci     runs every check CI runs\n  tidy   checks file headers and markers"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci     runs every check CI runs\n  tidy   checks file headers and markers\n  bench  [--events N[,N...]] [--rounds R] measures ingest throughput and memory (default N = 100000)"
             )
         }
     }
@@ -44,6 +49,13 @@ fn ci() -> anyhow::Result<()> {
     )?;
     step("all checks passed");
     Ok(())
+}
+
+/// Runs the ingest benchmark in release mode, passing `args` through.
+fn bench(args: Vec<String>) -> anyhow::Result<()> {
+    let mut command = vec!["bench", "--package", "tests", "--bench", "ingest", "--locked", "--"];
+    command.extend(args.iter().map(String::as_str));
+    cargo(&root(), &command, &[])
 }
 
 fn cargo(root: &Path, args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<()> {

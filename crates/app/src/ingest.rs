@@ -6,8 +6,15 @@
 //! is saved only after its page is stored, a crash or a failed write at any
 //! point leaves a cursor that reads the page again; the store drops what was
 //! already there.
+//!
+//! The next page is read while the current one is stored: the walk's next
+//! step depends only on the page just read, never on the store, so reading
+//! ahead asks for exactly the page a one-at-a-time walk would, only sooner.
+//! At most two pages are in memory, the one being stored and the one being
+//! read.
 
 use std::collections::{BTreeSet, HashMap};
+use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -170,16 +177,22 @@ impl Ingest {
         };
         let mut cursor = self.ports.cursors.load(&source).await?.unwrap_or_default();
         let mut report = TickReport::default();
+        // The next page, read while the page before it was being stored.
+        let mut prefetch: Option<Prefetch<'_>> = None;
 
-        for _ in 0..self.settings.max_pages {
+        for requested in 1..=self.settings.max_pages {
             // A walk under way keeps the page size its page numbers were
             // counted in, whatever the setting says after a restart.
-            let page_size =
-                cursor.walk.as_ref().map_or(self.settings.page_size, |walk| walk.page_size);
-            let request = PageRequest { page: cursor.next_page(), page_size };
-            report.requests += 1;
+            let page_size = self.page_size(&cursor);
+            let pending = match prefetch.take() {
+                Some(pending) => pending,
+                None => {
+                    report.requests += 1;
+                    self.prefetch(cursor.clone(), page_size, &rule)
+                }
+            };
             let prepared = tokio::select! {
-                prepared = self.prepare(&cursor, request, &rule) => prepared,
+                prepared = pending.finish() => prepared,
                 () = shutdown.cancelled() => {
                     report.interrupted = true;
                     break;
@@ -194,14 +207,28 @@ impl Ingest {
                 }
                 Err(error) => return Err(error),
             };
-            report.fetched += prepared.page.len as u64;
+            report.fetched += prepared.len as u64;
+
+            // The walk's next step depends only on the page just read, so
+            // the next page is known before this one is stored, and is read
+            // while it is. At most two pages are in memory at once.
+            let step = &prepared.step;
+            let more = !step.is_done() && requested < self.settings.max_pages;
+            let mut next = (more && !shutdown.is_cancelled()).then(|| {
+                report.requests += 1;
+                let next_cursor = step.cursor().clone();
+                self.prefetch(next_cursor.clone(), self.page_size(&next_cursor), &rule)
+            });
 
             // From here the page is stored and its cursor saved whatever
             // happens to `shutdown`: a batch in hand is never abandoned.
-            self.commit(&prepared, &mut report).await?;
-            let step = self.observe(&cursor, &prepared.page, page_size);
+            let store = async {
+                self.commit(&prepared.records, &prepared.rejected, &mut report).await?;
+                self.ports.cursors.save(&source, step.cursor()).await?;
+                Ok(())
+            };
+            while_reading(store, next.as_mut()).await?;
             cursor = step.cursor().clone();
-            self.ports.cursors.save(&source, &cursor).await?;
             if step.is_done() {
                 report.caught_up = true;
                 break;
@@ -210,40 +237,65 @@ impl Ingest {
                 report.interrupted = true;
                 break;
             }
+            prefetch = next;
         }
         report.cursor = cursor;
         Ok(report)
     }
 
-    /// Reads one page and builds the records of its wanted events, with
-    /// the group lookups tenant inference needs. Nothing is written, so this
-    /// step may be abandoned at any point.
+    /// The page size of the walk `cursor` is in, or the setting's for a new
+    /// walk.
+    fn page_size(&self, cursor: &Cursor) -> u32 {
+        cursor.walk.as_ref().map_or(self.settings.page_size, |walk| walk.page_size)
+    }
+
+    /// Starts reading the page `cursor` names next; the read makes progress
+    /// only while it is polled.
+    fn prefetch<'a>(
+        &'a self,
+        cursor: Cursor,
+        page_size: u32,
+        rule: &'a TenantRule,
+    ) -> Prefetch<'a> {
+        let request = PageRequest { page: cursor.next_page(), page_size };
+        Prefetch {
+            read: Box::pin(async move { self.prepare(&cursor, request, rule).await }),
+            done: None,
+        }
+    }
+
+    /// Reads one page, takes the walk's step after it, and builds the
+    /// records of its wanted events, with the group lookups tenant inference
+    /// needs. Nothing is written, so this step may be abandoned at any point.
     async fn prepare(
         &self,
         cursor: &Cursor,
         request: PageRequest,
         rule: &TenantRule,
     ) -> Result<Prepared, TickError> {
-        let page = self.ports.source.fetch_page(request).await?;
+        let mut page = self.ports.source.fetch_page(request).await?;
+        let step = self.observe(cursor, &page, request.page_size);
+        // The page's events become the records: nothing below reads the page
+        // again, so they are moved rather than copied.
         let overlap = self.settings.overlap;
-        let wanted: Vec<&SourceEvent> =
-            page.events.iter().filter(|event| cursor.wants(event.at, overlap)).collect();
-        let rejected: Vec<RejectedEvent> = page
-            .rejected
-            .iter()
+        let wanted: Vec<SourceEvent> = std::mem::take(&mut page.events)
+            .into_iter()
+            .filter(|event| cursor.wants(event.at, overlap))
+            .collect();
+        let rejected: Vec<RejectedEvent> = std::mem::take(&mut page.rejected)
+            .into_iter()
             .filter(|rejected| rejected.at.is_none_or(|at| cursor.wants(at, overlap)))
-            .cloned()
             .collect();
 
         let records = self.records(wanted, rule).await?;
-        Ok(Prepared { page, records, rejected })
+        Ok(Prepared { step, len: page.len, records, rejected })
     }
 
     /// Builds the records of `events`, with the group lookups tenant
     /// inference needs.
     async fn records(
         &self,
-        events: Vec<&SourceEvent>,
+        events: Vec<SourceEvent>,
         rule: &TenantRule,
     ) -> Result<Vec<AuditRecord>, TickError> {
         let users: BTreeSet<String> =
@@ -271,7 +323,7 @@ impl Ingest {
             memberships: &memberships,
             recorded_at: Utc::now(),
         };
-        Ok(events.into_iter().map(|event| build_record(event.clone(), &context)).collect())
+        Ok(events.into_iter().map(|event| build_record(event, &context)).collect())
     }
 
     /// Stores the events of `page`, read from somewhere other than the live
@@ -289,18 +341,22 @@ impl Ingest {
             admin_groups: self.settings.admin_groups.clone(),
             tenants: self.ports.tenants.tenants().await?,
         };
-        let records = self.records(page.events.iter().collect(), &rule).await?;
-        let rejected = page.rejected.clone();
         let mut report = TickReport { fetched: page.len as u64, ..TickReport::default() };
-        self.commit(&Prepared { page, records, rejected }, &mut report).await?;
+        let records = self.records(page.events, &rule).await?;
+        self.commit(&records, &page.rejected, &mut report).await?;
         Ok(report)
     }
 
     /// Stores a prepared page's records and sets its unreadable events aside.
-    async fn commit(&self, prepared: &Prepared, report: &mut TickReport) -> Result<(), TickError> {
-        if !prepared.records.is_empty() {
-            let outcomes = self.ports.store.store_batch(&prepared.records).await?;
-            for (record, outcome) in prepared.records.iter().zip(outcomes) {
+    async fn commit(
+        &self,
+        records: &[AuditRecord],
+        rejected: &[RejectedEvent],
+        report: &mut TickReport,
+    ) -> Result<(), TickError> {
+        if !records.is_empty() {
+            let outcomes = self.ports.store.store_batch(records).await?;
+            for (record, outcome) in records.iter().zip(outcomes) {
                 tracing::debug!(
                     external_id = record.external_id.as_deref(),
                     at = %record.at,
@@ -334,16 +390,16 @@ impl Ingest {
                 }
             }
         }
-        if !prepared.rejected.is_empty() {
-            for item in &prepared.rejected {
+        if !rejected.is_empty() {
+            for item in rejected {
                 tracing::warn!(
                     external_id = item.external_id.as_deref(),
                     reason = %item.reason,
                     "Event set aside as unreadable."
                 );
             }
-            self.ports.store.set_aside(self.ports.source.name(), &prepared.rejected).await?;
-            report.set_aside += prepared.rejected.len() as u64;
+            self.ports.store.set_aside(self.ports.source.name(), rejected).await?;
+            report.set_aside += rejected.len() as u64;
         }
         Ok(())
     }
@@ -372,9 +428,47 @@ impl Ingest {
     }
 }
 
+/// Runs `work` to its end and, while it runs, drives `next`'s read, which
+/// it leaves unfinished when `work` ends first.
+async fn while_reading(
+    work: impl Future<Output = Result<(), TickError>>,
+    next: Option<&mut Prefetch<'_>>,
+) -> Result<(), TickError> {
+    let Some(next) = next else { return work.await };
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            done = &mut work => return done,
+            read = &mut next.read, if next.done.is_none() => next.done = Some(read),
+        }
+    }
+}
+
+/// A page being read ahead of the one being stored.
+struct Prefetch<'a> {
+    /// The read, which makes progress only while it is polled.
+    read: Pin<Box<dyn Future<Output = Result<Prepared, TickError>> + Send + 'a>>,
+    /// The read's result, once it finished while the store was busy.
+    done: Option<Result<Prepared, TickError>>,
+}
+
+impl Prefetch<'_> {
+    /// Returns the read's result, waiting for it when it is still under way.
+    async fn finish(mut self) -> Result<Prepared, TickError> {
+        match self.done.take() {
+            Some(done) => done,
+            None => self.read.await,
+        }
+    }
+}
+
 /// A page read and turned into records, not yet stored.
 struct Prepared {
-    page: SourcePage,
+    /// The walk's step after the page.
+    step: domain::WalkStep,
+    /// The number of items on the page, readable or not.
+    len: usize,
     records: Vec<AuditRecord>,
     rejected: Vec<RejectedEvent>,
 }

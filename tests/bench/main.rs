@@ -1,0 +1,354 @@
+//! The ingest benchmark, run by `cargo xtask bench [--events N[,N...]]
+//! [--rounds R]`.
+//!
+//! One run starts the synthetic Authentik of `tests::synthetic` in a process
+//! of its own, then measures four workloads, each in a fresh child process
+//! of this same executable so that its peak memory is its own:
+//!
+//! - `once`: the `audit-ingest once` command, unchanged, ingesting every
+//!   event from scratch into a new SQLite file;
+//! - `fetch`: the same pages read and parsed through the Authentik adapter,
+//!   nothing stored;
+//! - `store`: the same records, prepared untimed page by page, stored into
+//!   another new file; only the store calls are timed;
+//! - `tick`: a steady-state tick of a daemon over the caught-up file: one
+//!   tick to warm it up, then one measured for requests and CPU time.
+//!
+//! Peak memory is the child's `ru_maxrss` from `wait4`; CPU time is
+//! `getrusage(RUSAGE_SELF)` around the measured tick, all threads included.
+//! With `--rounds R`, each count is measured R times and the best
+//! throughput of each workload is kept, with the worst memory figure.
+
+mod children;
+mod measure;
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::measure::Exit;
+
+/// The token the benchmark's children present to the mock.
+const TOKEN: &str = "bench-token-0123456789";
+
+/// The tenants written to the store, the ones the captured users' groups name.
+const TENANTS: &str = "acme,globex,initech";
+
+/// Events ingested when no `--events` is given.
+const DEFAULT_EVENTS: u64 = 100_000;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some(mode @ ("serve" | "fetch" | "store" | "tick" | "once")) => {
+            children::run(mode, &args[1..])
+        }
+        _ => bench(&args),
+    };
+    if let Err(error) = result {
+        report(&format!("error: {error}"));
+        std::process::exit(1);
+    }
+}
+
+/// The figures of one run.
+struct Figures {
+    events: u64,
+    end_to_end: f64,
+    end_to_end_peak_kib: u64,
+    fetch: f64,
+    fetch_peak_kib: u64,
+    store: f64,
+    store_peak_kib: u64,
+    tick_requests: u64,
+    tick_cpu_ms: f64,
+    load: (String, String),
+}
+
+/// Runs the benchmark for each `--events` count and prints the figures.
+fn bench(args: &[String]) -> Result<(), String> {
+    let (counts, rounds) = options(args)?;
+    if std::env::var_os("MONGODB_URI").is_some() {
+        report("MONGODB_URI is set, but this build has no MongoDB store (issue 4); skipped.");
+    }
+    let mut runs = Vec::new();
+    for events in counts {
+        let mut figures = run(events)?;
+        for _ in 1..rounds {
+            figures = figures.best_with(run(events)?);
+        }
+        print_figures(&figures);
+        runs.push(figures);
+    }
+    if let (Some(first), Some(last)) = (runs.first(), runs.last())
+        && runs.len() > 1
+    {
+        let change =
+            (last.end_to_end_peak_kib as f64 / first.end_to_end_peak_kib as f64 - 1.0) * 100.0;
+        report(&format!(
+            "peak memory at N={} against N={}: {change:+.1}% (target: within 10%)",
+            last.events, first.events
+        ));
+    }
+    Ok(())
+}
+
+/// Reads `--events N[,N...]` and `--rounds R`; cargo's own `--bench` flag
+/// is ignored.
+fn options(args: &[String]) -> Result<(Vec<u64>, u32), String> {
+    let mut counts = vec![DEFAULT_EVENTS];
+    let mut rounds = 1;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--bench" => {}
+            "--rounds" => {
+                let text = args.next().ok_or("`--rounds` needs a number")?;
+                rounds = text
+                    .parse()
+                    .ok()
+                    .filter(|rounds| *rounds > 0)
+                    .ok_or_else(|| format!("`--rounds {text}` is not a positive number"))?;
+            }
+            "--events" => {
+                let text = args.next().ok_or("`--events` needs a number")?;
+                counts = text
+                    .split(',')
+                    .map(|count| count.trim().replace('_', "").parse::<u64>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| format!("`--events {text}` is not a list of numbers"))?;
+                if counts.contains(&0) {
+                    return Err("`--events` must be at least 1".into());
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unknown argument `{other}`; use `--events N[,N...]` and `--rounds R`"
+                ));
+            }
+        }
+    }
+    Ok((counts, rounds))
+}
+
+impl Figures {
+    /// Keeps the best throughput and CPU time of two rounds, which filters
+    /// out rounds slowed by other work on the machine, and the higher
+    /// memory and request figures, which must hold in every round.
+    fn best_with(self, other: Figures) -> Figures {
+        Figures {
+            events: self.events,
+            end_to_end: self.end_to_end.max(other.end_to_end),
+            end_to_end_peak_kib: self.end_to_end_peak_kib.max(other.end_to_end_peak_kib),
+            fetch: self.fetch.max(other.fetch),
+            fetch_peak_kib: self.fetch_peak_kib.max(other.fetch_peak_kib),
+            store: self.store.max(other.store),
+            store_peak_kib: self.store_peak_kib.max(other.store_peak_kib),
+            tick_requests: self.tick_requests.max(other.tick_requests),
+            tick_cpu_ms: self.tick_cpu_ms.min(other.tick_cpu_ms),
+            load: (self.load.0, other.load.1),
+        }
+    }
+}
+
+/// Measures every workload against a fresh mock of `events` events.
+fn run(events: u64) -> Result<Figures, String> {
+    report(&format!("N={events}: starting the synthetic Authentik"));
+    let load_before = load_average();
+    let dir = tempfile::tempdir().map_err(|error| format!("creating a scratch folder: {error}"))?;
+    let mut server = Server::start(events)?;
+    let url = server.url.clone();
+
+    report(&format!("N={events}: fetching without storing"));
+    let (fetch, fetch_exit) = child(&["fetch", &url], &[])?;
+    expect_count("fetch", &fetch, "events", events)?;
+
+    report(&format!("N={events}: storing already-parsed records"));
+    let store_db = dir.path().join("store.db");
+    let (store, store_exit) = child(&["store", &url, &path_text(&store_db)?], &[])?;
+    expect_count("store", &store, "stored", events)?;
+
+    report(&format!("N={events}: audit-ingest once, from scratch"));
+    let once_db = dir.path().join("once.db");
+    let store_setting = format!("sqlite://{}", path_text(&once_db)?);
+    let env = [
+        ("AUTHENTIK_URL", url.as_str()),
+        ("AUTHENTIK_TOKEN", TOKEN),
+        ("AUDIT_STORE", store_setting.as_str()),
+        ("TENANTS", TENANTS),
+        ("RUST_LOG", "warn"),
+    ];
+    let started = Instant::now();
+    let (once, once_exit) = child(&["once", "--json"], &env)?;
+    let once_seconds = started.elapsed().as_secs_f64();
+    expect_count("once", &once, "stored", events)?;
+    expect_count("once", &once, "duplicates", 0)?;
+
+    report(&format!("N={events}: one steady-state tick"));
+    let (tick, _) = child(&["tick", &url, &path_text(&once_db)?], &[])?;
+    expect_count("tick", &tick, "stored", 0)?;
+    server.stop()?;
+
+    Ok(Figures {
+        events,
+        end_to_end: events as f64 / once_seconds,
+        end_to_end_peak_kib: once_exit.peak_kib,
+        fetch: events as f64 / number(&fetch, "seconds")?,
+        fetch_peak_kib: fetch_exit.peak_kib,
+        store: events as f64 / number(&store, "seconds")?,
+        store_peak_kib: store_exit.peak_kib,
+        tick_requests: number(&tick, "requests")? as u64,
+        tick_cpu_ms: number(&tick, "cpuMs")?,
+        load: (load_before, load_average()),
+    })
+}
+
+fn print_figures(figures: &Figures) {
+    let slower = figures.fetch.min(figures.store);
+    let ratio = figures.end_to_end / slower;
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let verdict = |met: bool| if met { "met" } else { "MISSED" };
+    let lines = [
+        format!("events                      {}", figures.events),
+        format!(
+            "load average (1 min)        {} at start, {} at end, on {} CPUs",
+            figures.load.0,
+            figures.load.1,
+            std::thread::available_parallelism().map_or(0, usize::from)
+        ),
+        format!(
+            "end to end (once)           {:>10.0} events/s   peak {:>6.1} MiB",
+            figures.end_to_end,
+            mib(figures.end_to_end_peak_kib)
+        ),
+        format!(
+            "baseline: fetch only        {:>10.0} events/s   peak {:>6.1} MiB",
+            figures.fetch,
+            mib(figures.fetch_peak_kib)
+        ),
+        format!(
+            "baseline: store only        {:>10.0} events/s   peak {:>6.1} MiB",
+            figures.store,
+            mib(figures.store_peak_kib)
+        ),
+        format!(
+            "end to end / slower baseline {:>9.1}%   (target: at least 80%, {})",
+            ratio * 100.0,
+            verdict(ratio >= 0.8)
+        ),
+        format!(
+            "peak memory                 {:>10.1} MiB  (target: under 64 MiB, {})",
+            mib(figures.end_to_end_peak_kib),
+            verdict(figures.end_to_end_peak_kib < 64 * 1024)
+        ),
+        format!(
+            "steady-state tick           {:>10} request(s), {:.2} ms CPU (target: 1 and under 5 ms, {})",
+            figures.tick_requests,
+            figures.tick_cpu_ms,
+            verdict(figures.tick_requests == 1 && figures.tick_cpu_ms < 5.0)
+        ),
+    ];
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = writeln!(out);
+}
+
+/// The synthetic Authentik, in a child process that lives until its
+/// standard input closes.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(events: u64) -> Result<Self, String> {
+        // Whole seconds, so that every child sees the same history.
+        let newest = chrono::Utc::now().timestamp();
+        let mut child = Command::new(executable()?)
+            .args(["serve", &events.to_string(), &newest.to_string(), TOKEN])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|error| format!("starting the mock: {error}"))?;
+        let stdout = child.stdout.take().ok_or("the mock has no standard output")?;
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|error| format!("reading the mock's address: {error}"))?;
+        let url = line.trim().to_owned();
+        if !url.starts_with("http://") {
+            return Err(format!("the mock did not say its address (said `{url}`)"));
+        }
+        Ok(Self { child, url })
+    }
+
+    fn stop(&mut self) -> Result<(), String> {
+        drop(self.child.stdin.take());
+        let status = self.child.wait().map_err(|error| format!("waiting for the mock: {error}"))?;
+        if !status.success() {
+            return Err(format!("the mock ended with {status}"));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Closing its input ends the mock; waiting reaps it.
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs this executable with `args` and `env`, and returns the JSON object
+/// it printed last and how it exited.
+fn child(args: &[&str], env: &[(&str, &str)]) -> Result<(Value, Exit), String> {
+    let mut command = Command::new(executable()?);
+    command.args(args).envs(env.iter().copied()).stdout(Stdio::piped());
+    let (exit, stdout) = measure::run(command).map_err(|error| format!("{}: {error}", args[0]))?;
+    if !exit.success {
+        return Err(format!("`{}` failed", args[0]));
+    }
+    let last = stdout.lines().rev().find(|line| line.starts_with('{')).unwrap_or_default();
+    let value = serde_json::from_str(last)
+        .map_err(|error| format!("`{}` printed no JSON summary: {error}", args[0]))?;
+    Ok((value, exit))
+}
+
+fn expect_count(workload: &str, figures: &Value, key: &str, expected: u64) -> Result<(), String> {
+    let found = figures[key].as_u64();
+    if found != Some(expected) {
+        return Err(format!("`{workload}` reported {key} = {found:?}, expected {expected}"));
+    }
+    Ok(())
+}
+
+fn number(figures: &Value, key: &str) -> Result<f64, String> {
+    figures[key].as_f64().ok_or_else(|| format!("no `{key}` in {figures}"))
+}
+
+/// The machine's one-minute load average, which the figures depend on.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn executable() -> Result<std::path::PathBuf, String> {
+    std::env::current_exe().map_err(|error| format!("finding the benchmark's executable: {error}"))
+}
+
+fn path_text(path: &Path) -> Result<String, String> {
+    path.to_str().map(str::to_owned).ok_or_else(|| format!("`{}` is not UTF-8", path.display()))
+}
+
+#[allow(clippy::print_stderr, reason = "the benchmark reports progress on standard error")]
+fn report(message: &str) {
+    eprintln!("bench: {message}");
+}
