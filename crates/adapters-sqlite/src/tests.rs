@@ -200,3 +200,21 @@ async fn store_is_usable_when_its_lock_was_poisoned() {
 
     assert_eq!(outcomes, [StoreOutcome::Stored]);
 }
+
+#[tokio::test]
+async fn changed_version_is_kept_whole_beside_the_original() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let original = record("e1", "authentik.login", "2026-01-01T00:00:00.123456Z");
+    let mut changed = original.clone();
+    changed.ip = Some("198.51.100.7".into());
+    changed.actor =
+        Some(domain::Identity { id: Some("5".into()), username: Some("ana".into()), email: None });
+    changed.context = serde_json::json!({ "message": "edited", "nested": { "keys": [1, 2] } });
+    store.store_batch(std::slice::from_ref(&original)).await.unwrap();
+
+    store.store_batch(std::slice::from_ref(&changed)).await.unwrap();
+
+    let kept: AuditRecord =
+        serde_json::from_str(&raw_text(&store, "SELECT record FROM source_changes")).unwrap();
+    assert_eq!(kept, changed);
+}
