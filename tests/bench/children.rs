@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use adapters_authentik::{AuthentikClient, AuthentikConfig};
+use adapters_mongo::{CollectionNames, MongoStore};
 use adapters_sqlite::SqliteStore;
 use app::config::RawSettings;
 use app::ingest::TickReport;
@@ -44,8 +45,10 @@ pub(crate) fn run(mode: &str, args: &[String]) -> Result<(), String> {
         "serve" => return runtime.block_on(serve(arg(0)?, arg(1)?, arg(2)?)),
         "once" => return once(&runtime, args),
         "fetch" => runtime.block_on(fetch(arg(0)?))?,
-        "store" => runtime.block_on(store(arg(0)?, Path::new(arg(1)?)))?,
+        "store" => runtime.block_on(store(arg(0)?, arg(1)?))?,
         "tick" => runtime.block_on(tick(arg(0)?, arg(1)?))?,
+        "seed" => runtime.block_on(seed(arg(0)?))?,
+        "drop" => runtime.block_on(drop_database(arg(0)?))?,
         other => return Err(format!("unknown child `{other}`")),
     };
     let _ = writeln!(std::io::stdout().lock(), "{figures}");
@@ -105,15 +108,10 @@ async fn fetch(url: &str) -> Result<Value, String> {
 
 /// Prepares each page's records as the tick does, untimed, and times only
 /// storing them.
-async fn store(url: &str, path: &Path) -> Result<Value, String> {
+async fn store(url: &str, target: &str) -> Result<Value, String> {
     let client = client(url)?;
-    let store = SqliteStore::open(path).map_err(|error| error.to_string())?;
-    let tenants = TenantSet::new(
-        TENANTS
-            .split(',')
-            .map(|slug| TenantSlug::parse(slug).expect("the benchmark's tenants are valid slugs")),
-    );
-    store.set_tenants(&tenants).await.map_err(|error| error.to_string())?;
+    let store = open_seeded(target).await?;
+    let tenants = tenants();
     let rule = TenantRule { admin_groups: AdminGroups::default(), tenants };
     let actions = ActionMap::authentik();
     let source = SourceName::new("authentik");
@@ -156,13 +154,62 @@ async fn store(url: &str, path: &Path) -> Result<Value, String> {
     Ok(json!({ "stored": stored, "seconds": storing.as_secs_f64() }))
 }
 
+/// The tenants the captured users' groups name.
+fn tenants() -> TenantSet {
+    TenantSet::new(
+        TENANTS
+            .split(',')
+            .map(|slug| TenantSlug::parse(slug).expect("the benchmark's tenants are valid slugs")),
+    )
+}
+
+/// Opens the store `target` names (`sqlite://PATH` or a MongoDB connection
+/// string naming a database) with the benchmark's tenants written to it.
+async fn open_seeded(target: &str) -> Result<Arc<dyn AuditStore>, String> {
+    if let Some(path) = target.strip_prefix("sqlite://") {
+        let store = SqliteStore::open(Path::new(path)).map_err(|error| error.to_string())?;
+        store.set_tenants(&tenants()).await.map_err(|error| error.to_string())?;
+        return Ok(Arc::new(store));
+    }
+    let store = MongoStore::open(target, CollectionNames::default())
+        .await
+        .map_err(|error| format!("opening MongoDB: {error}"))?;
+    // The tenants collection is the platform's; the benchmark plays the
+    // platform and fills it, as `TENANTS` does for SQLite.
+    let documents: Vec<mongodb::bson::Document> =
+        tenants().iter().map(|slug| mongodb::bson::doc! { "slug": slug.as_str() }).collect();
+    store
+        .database()
+        .collection::<mongodb::bson::Document>(&store.names().tenants)
+        .insert_many(documents)
+        .await
+        .map_err(|error| format!("writing the tenants to MongoDB: {error}"))?;
+    Ok(Arc::new(store))
+}
+
+/// Writes the benchmark's tenants into the store `target` names, for an
+/// `audit-ingest once` that reads them from there.
+async fn seed(target: &str) -> Result<Value, String> {
+    open_seeded(target).await?;
+    Ok(json!({ "seeded": true }))
+}
+
+/// Drops the MongoDB database `target` names.
+async fn drop_database(target: &str) -> Result<Value, String> {
+    let store = MongoStore::open(target, CollectionNames::default())
+        .await
+        .map_err(|error| format!("opening MongoDB: {error}"))?;
+    store.database().drop().await.map_err(|error| format!("dropping the database: {error}"))?;
+    Ok(json!({ "dropped": true }))
+}
+
 /// Runs two ticks over the caught-up store `path` with the daemon's own
 /// wiring, and measures the second: a daemon's tick when nothing is new.
-async fn tick(url: &str, path: &str) -> Result<Value, String> {
+async fn tick(url: &str, target: &str) -> Result<Value, String> {
     let raw = RawSettings {
         authentik_url: Some(url.to_owned()),
         authentik_token: Some(TOKEN.to_owned()),
-        audit_store: Some(format!("sqlite://{path}")),
+        audit_store: Some(target.to_owned()),
         ..RawSettings::default()
     };
     let settings = raw.settings().map_err(|error| error.to_string())?;

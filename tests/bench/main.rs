@@ -66,22 +66,33 @@ struct Figures {
     tick_requests: u64,
     tick_cpu_ms: f64,
     load: (String, String),
+    store_label: &'static str,
 }
 
 /// Runs the benchmark for each `--events` count and prints the figures.
 fn bench(args: &[String]) -> Result<(), String> {
     let (counts, rounds) = options(args)?;
-    if std::env::var_os("MONGODB_URI").is_some() {
-        report("MONGODB_URI is set, but this build has no MongoDB store (issue 4); skipped.");
-    }
+    let mongo = std::env::var("MONGODB_URI").ok().filter(|uri| !uri.trim().is_empty());
     let mut runs = Vec::new();
-    for events in counts {
-        let mut figures = run(events)?;
+    for &events in &counts {
+        let mut figures = run(events, &Target::Sqlite)?;
         for _ in 1..rounds {
-            figures = figures.best_with(run(events)?);
+            figures = figures.best_with(run(events, &Target::Sqlite)?);
         }
         print_figures(&figures);
         runs.push(figures);
+    }
+    match &mongo {
+        None => report("MONGODB_URI is unset; the MongoDB store was not measured."),
+        Some(uri) => {
+            for &events in &counts {
+                let mut figures = run(events, &Target::Mongo(uri.clone()))?;
+                for _ in 1..rounds {
+                    figures = figures.best_with(run(events, &Target::Mongo(uri.clone()))?);
+                }
+                print_figures(&figures);
+            }
+        }
     }
     if let (Some(first), Some(last)) = (runs.first(), runs.last())
         && runs.len() > 1
@@ -150,13 +161,73 @@ impl Figures {
             tick_requests: self.tick_requests.max(other.tick_requests),
             tick_cpu_ms: self.tick_cpu_ms.min(other.tick_cpu_ms),
             load: (self.load.0, other.load.1),
+            store_label: self.store_label,
         }
     }
 }
 
-/// Measures every workload against a fresh mock of `events` events.
-fn run(events: u64) -> Result<Figures, String> {
-    report(&format!("N={events}: starting the synthetic Authentik"));
+/// The store a run measures.
+enum Target {
+    /// A new SQLite file per workload.
+    Sqlite,
+    /// A new database per workload on the MongoDB server of this connection
+    /// string, dropped afterwards.
+    Mongo(String),
+}
+
+impl Target {
+    /// Returns the `AUDIT_STORE` of workload `name`, in `dir` for SQLite.
+    fn store(&self, dir: &Path, name: &str) -> Result<String, String> {
+        match self {
+            Target::Sqlite => {
+                Ok(format!("sqlite://{}", path_text(&dir.join(format!("{name}.db")))?))
+            }
+            Target::Mongo(uri) => {
+                Ok(with_database(uri, &format!("audit_ingest_bench_{}_{name}", std::process::id())))
+            }
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Target::Sqlite => "SQLite (embedded)",
+            Target::Mongo(_) => "MongoDB (MONGODB_URI)",
+        }
+    }
+}
+
+/// Returns the connection string `uri` with its database set to `database`,
+/// its hosts and options kept. With credentials, the database they were
+/// given for stays their `authSource`, since the database in the string is
+/// also where the driver authenticates by default.
+fn with_database(uri: &str, database: &str) -> String {
+    let (base, options) =
+        uri.split_once('?').map_or((uri, None), |(base, options)| (base, Some(options)));
+    let hosts_start = base.find("://").map_or(0, |at| at + 3);
+    let hosts_end = base[hosts_start..].find('/').map_or(base.len(), |at| hosts_start + at);
+    let given = base.get(hosts_end + 1..).filter(|given| !given.is_empty()).unwrap_or("admin");
+    let mut options: Vec<String> = options
+        .into_iter()
+        .flat_map(|options| options.split('&'))
+        .filter(|option| !option.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let has_credentials = base[hosts_start..hosts_end].contains('@');
+    if has_credentials && !options.iter().any(|option| option.starts_with("authSource=")) {
+        options.push(format!("authSource={given}"));
+    }
+    let mut result = format!("{}/{database}", &base[..hosts_end]);
+    if !options.is_empty() {
+        result.push('?');
+        result.push_str(&options.join("&"));
+    }
+    result
+}
+
+/// Measures every workload against a fresh mock of `events` events, storing
+/// into `target`.
+fn run(events: u64, target: &Target) -> Result<Figures, String> {
+    report(&format!("N={events}, {}: starting the synthetic Authentik", target.label()));
     let load_before = load_average();
     let dir = tempfile::tempdir().map_err(|error| format!("creating a scratch folder: {error}"))?;
     let mut server = Server::start(events)?;
@@ -167,20 +238,28 @@ fn run(events: u64) -> Result<Figures, String> {
     expect_count("fetch", &fetch, "events", events)?;
 
     report(&format!("N={events}: storing already-parsed records"));
-    let store_db = dir.path().join("store.db");
-    let (store, store_exit) = child(&["store", &url, &path_text(&store_db)?], &[])?;
+    let store_target = target.store(dir.path(), "store")?;
+    let stored = child(&["store", &url, &store_target], &[]);
+    if matches!(target, Target::Mongo(_)) {
+        child(&["drop", &store_target], &[])?;
+    }
+    let (store, store_exit) = stored?;
     expect_count("store", &store, "stored", events)?;
 
     report(&format!("N={events}: audit-ingest once, from scratch"));
-    let once_db = dir.path().join("once.db");
-    let store_setting = format!("sqlite://{}", path_text(&once_db)?);
-    let env = [
+    let once_target = target.store(dir.path(), "once")?;
+    let mut env = vec![
         ("AUTHENTIK_URL", url.as_str()),
         ("AUTHENTIK_TOKEN", TOKEN),
-        ("AUDIT_STORE", store_setting.as_str()),
-        ("TENANTS", TENANTS),
+        ("AUDIT_STORE", once_target.as_str()),
         ("RUST_LOG", "warn"),
+        ("METRICS_ADDR", ""),
     ];
+    match target {
+        Target::Sqlite => env.push(("TENANTS", TENANTS)),
+        // MongoDB's tenants are the platform's collection: fill it first.
+        Target::Mongo(_) => drop(child(&["seed", &once_target], &[])?),
+    }
     let started = Instant::now();
     let (once, once_exit) = child(&["once", "--json"], &env)?;
     let once_seconds = started.elapsed().as_secs_f64();
@@ -188,11 +267,16 @@ fn run(events: u64) -> Result<Figures, String> {
     expect_count("once", &once, "duplicates", 0)?;
 
     report(&format!("N={events}: one steady-state tick"));
-    let (tick, _) = child(&["tick", &url, &path_text(&once_db)?], &[])?;
+    let ticked = child(&["tick", &url, &once_target], &[]);
+    if matches!(target, Target::Mongo(_)) {
+        child(&["drop", &once_target], &[])?;
+    }
+    let (tick, _) = ticked?;
     expect_count("tick", &tick, "stored", 0)?;
     server.stop()?;
 
     Ok(Figures {
+        store_label: target.label(),
         events,
         end_to_end: events as f64 / once_seconds,
         end_to_end_peak_kib: once_exit.peak_kib,
@@ -213,6 +297,7 @@ fn print_figures(figures: &Figures) {
     let verdict = |met: bool| if met { "met" } else { "MISSED" };
     let lines = [
         format!("events                      {}", figures.events),
+        format!("store                       {}", figures.store_label),
         format!(
             "load average (1 min)        {} at start, {} at end, on {} CPUs",
             figures.load.0,
