@@ -7,9 +7,8 @@
 //! does, and an unreadable one is set aside the same way.
 
 use ports::SourcePage;
-use serde_json::Value;
 
-use crate::parse::{parse_event, parse_page};
+use crate::parse::{parse_page, read_event};
 
 /// Reads the events in `bytes`: an API page or a JSON array of events.
 ///
@@ -19,28 +18,31 @@ use crate::parse::{parse_event, parse_page};
 /// # Errors
 /// A short reason, without the content, when `bytes` is neither shape.
 pub fn read_export(bytes: &[u8]) -> Result<SourcePage, String> {
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|error| format!("not JSON: {error}"))?;
-    let items = match &value {
-        Value::Array(items) => items,
-        Value::Object(object) if object.contains_key("results") => {
-            let mut page = parse_page(bytes)?;
+    // Each item is kept as raw text first and read on its own, as a live
+    // page's are: one item too deep or too large fails alone.
+    let items: Vec<&serde_json::value::RawValue> = match serde_json::from_slice(bytes) {
+        Ok(items) => items,
+        Err(_) => {
+            let mut page = parse_page(bytes).map_err(|error| {
+                if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() {
+                    error
+                } else {
+                    format!(
+                        "neither an Authentik API page (`results`) nor a JSON array of events: {error}"
+                    )
+                }
+            })?;
             page.count = page.len as u64;
             page.has_next = false;
             return Ok(page);
         }
-        _ => {
-            return Err(
-                "neither an Authentik API page (`results`) nor a JSON array of events".into()
-            );
-        }
     };
     let mut events = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
-    for item in items {
-        match parse_event(item) {
+    for item in &items {
+        match read_event(item.get()) {
             Ok(event) => events.push(event),
-            Err(rejection) => rejected.push(rejection),
+            Err(rejection) => rejected.push(*rejection),
         }
     }
     Ok(SourcePage {
@@ -54,7 +56,7 @@ pub fn read_export(bytes: &[u8]) -> Result<SourcePage, String> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 

@@ -20,10 +20,15 @@ use serde_json::{Map, Value};
 /// # Errors
 /// A short reason, without the body, when the body is not the envelope.
 pub(crate) fn parse_page(body: &[u8]) -> Result<SourcePage, String> {
-    let envelope: Value =
+    // The envelope is read first, with each result kept as raw text: one
+    // event too deep for the JSON reader (it stops at 128 levels) or with
+    // a number out of range then fails alone, not its page, and the walk
+    // goes on past it.
+    let envelope: Envelope<'_> =
         serde_json::from_slice(body).map_err(|error| format!("the body is not JSON: {error}"))?;
     let pagination = envelope
-        .get("pagination")
+        .pagination
+        .as_ref()
         .and_then(Value::as_object)
         .ok_or("the body has no `pagination` object")?;
     let count = pagination
@@ -35,49 +40,60 @@ pub(crate) fn parse_page(body: &[u8]) -> Result<SourcePage, String> {
         Some(next) => next.as_u64().ok_or("`pagination.next` is not a page number")?,
         None => return Err("`pagination.next` is missing".into()),
     };
-    let results = envelope
-        .get("results")
-        .and_then(Value::as_array)
-        .ok_or("the body has no `results` list")?;
+    let results = envelope.results.ok_or("the body has no `results` list")?;
 
     let mut events = Vec::with_capacity(results.len());
     let mut rejected = Vec::new();
-    // No event can be over the limit unless the whole body is, so the
-    // events are only measured one by one on a page that large.
-    let measure = body.len() > MAX_EVENT_BYTES;
-    for item in results {
-        if measure && let Some(rejection) = oversized(item) {
-            rejected.push(rejection);
-            continue;
-        }
-        match parse_event(item) {
+    for raw in &results {
+        match read_event(raw.get()) {
             Ok(event) => events.push(event),
-            Err(rejection) => rejected.push(rejection),
+            Err(rejection) => rejected.push(*rejection),
         }
     }
     Ok(SourcePage { count, has_next: next != 0, len: results.len(), events, rejected })
 }
 
-/// Reads one Authentik event.
-///
-/// # Errors
-/// The event, kept whole with the reason, when it cannot be read.
+/// The envelope of a page of events, its results not yet read.
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    pagination: Option<Value>,
+    #[serde(borrow)]
+    results: Option<Vec<&'a serde_json::value::RawValue>>,
+}
+
+/// Reads one result from its JSON text: too large, not readable as JSON,
+/// or not an event is a rejection.
+pub(crate) fn read_event(text: &str) -> Result<SourceEvent, Box<RejectedEvent>> {
+    if text.len() > MAX_EVENT_BYTES {
+        let item = serde_json::from_str::<Value>(text).ok();
+        let field =
+            |key: &str| item.as_ref().and_then(|item| item.get(key)).and_then(Value::as_str);
+        return Err(Box::new(RejectedEvent {
+            external_id: field("pk").map(str::to_owned),
+            at: field("created").and_then(parse_time),
+            reason: format!(
+                "the event is {} bytes of JSON, over the limit of {MAX_EVENT_BYTES}",
+                text.len()
+            ),
+            raw: item.unwrap_or_else(|| Value::String(text.to_owned())),
+        }));
+    }
+    let item: Value = serde_json::from_str(text).map_err(|error| {
+        Box::new(RejectedEvent {
+            external_id: None,
+            at: None,
+            reason: format!("the event cannot be read as JSON: {error}"),
+            // Kept whole, as the text it came as.
+            raw: Value::String(text.to_owned()),
+        })
+    })?;
+    parse_event(&item).map_err(Box::new)
+}
+
 /// The largest event stored, as JSON text. Authentik's own events are a few
 /// kilobytes; one past this is set aside rather than stored, so that no
 /// store's document limit (MongoDB's is 16 MB) can fail a whole batch.
 pub(crate) const MAX_EVENT_BYTES: usize = 1024 * 1024;
-
-/// Returns the rejection of `item` when it is larger than
-/// [`MAX_EVENT_BYTES`].
-fn oversized(item: &Value) -> Option<RejectedEvent> {
-    let size = serde_json::to_vec(item).map_or(usize::MAX, |text| text.len());
-    (size > MAX_EVENT_BYTES).then(|| RejectedEvent {
-        external_id: item.get("pk").and_then(Value::as_str).map(str::to_owned),
-        at: item.get("created").and_then(Value::as_str).and_then(parse_time),
-        reason: format!("the event is {size} bytes of JSON, over the limit of {MAX_EVENT_BYTES}"),
-        raw: item.clone(),
-    })
-}
 
 pub(crate) fn parse_event(item: &Value) -> Result<SourceEvent, RejectedEvent> {
     let external_id = item.get("pk").and_then(Value::as_str).filter(|pk| !pk.is_empty());
@@ -359,6 +375,26 @@ mod tests {
             page.rejected[0].reason
         );
         assert!(page.rejected[0].external_id.is_some());
+    }
+
+    #[test]
+    fn event_too_deep_or_out_of_range_is_set_aside_alone() {
+        let deep = format!(
+            r#"{{"pk":"deep","created":"2026-12-03T16:10:01Z","action":"login","context":{}1{}}}"#,
+            "[".repeat(300),
+            "]".repeat(300)
+        );
+        let huge = r#"{"pk":"huge","created":"2026-12-03T16:10:02Z","action":"login","context":{"n":1e400}}"#;
+        let body = format!(
+            r#"{{"pagination":{{"next":0,"count":3}},"results":[{deep},{},{huge}]}}"#,
+            valid_event()
+        );
+
+        let page = parse_page(body.as_bytes()).unwrap();
+
+        assert_eq!((page.len, page.events.len(), page.rejected.len()), (3, 1, 2));
+        assert!(page.rejected.iter().all(|item| item.reason.contains("cannot be read as JSON")));
+        assert_eq!(page.rejected[0].raw, Value::String(deep));
     }
 
     #[test]
