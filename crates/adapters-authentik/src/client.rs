@@ -206,9 +206,27 @@ impl AuthentikClient {
             .await?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await?.to_vec();
+        let body = scrub(response.bytes().await?.to_vec(), self.inner.token.expose_secret());
         Ok(Answer { status, headers, body })
     }
+}
+
+/// Returns `body` with every copy of `token` replaced, so that a server or
+/// proxy that echoes the request's credentials (in a 403's `detail`, say)
+/// cannot carry the token into an error, a log line or a stored event.
+fn scrub(body: Vec<u8>, token: &str) -> Vec<u8> {
+    if token.is_empty() || memchr::memmem::find(&body, token.as_bytes()).is_none() {
+        return body;
+    }
+    let mut clean = Vec::with_capacity(body.len());
+    let mut rest = body.as_slice();
+    while let Some(at) = memchr::memmem::find(rest, token.as_bytes()) {
+        clean.extend_from_slice(&rest[..at]);
+        clean.extend_from_slice(b"[redacted]");
+        rest = &rest[at + token.len()..];
+    }
+    clean.extend_from_slice(rest);
+    clean
 }
 
 impl fmt::Debug for AuthentikClient {
@@ -378,6 +396,16 @@ mod tests {
         config.token = SecretString::from("line\nbreak");
 
         assert!(matches!(AuthentikClient::new(config), Err(BuildError::Token)));
+    }
+
+    #[test]
+    fn scrub_replaces_every_copy_of_the_token() {
+        let body = br#"{"detail": "denied for Bearer s3cret; again s3cret"}"#.to_vec();
+
+        let clean = scrub(body, "s3cret");
+
+        assert_eq!(clean, br#"{"detail": "denied for Bearer [redacted]; again [redacted]"}"#);
+        assert_eq!(scrub(b"nothing here".to_vec(), "s3cret"), b"nothing here");
     }
 
     #[test]
