@@ -249,6 +249,14 @@ pub(crate) fn detail(body: &[u8]) -> Option<String> {
 /// Returns the pause a 429 asks for: `Retry-After` in seconds or as an HTTP
 /// date, else [`DEFAULT_RETRY_AFTER`].
 pub(crate) fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Duration {
+    read_retry_after(headers, now).min(MAX_RETRY_AFTER)
+}
+
+/// The longest pause a `Retry-After` is obeyed for: a server (or a proxy)
+/// asking for more would otherwise stop ingest for as long as it likes.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
+
+fn read_retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Duration {
     let Some(value) = headers.get(RETRY_AFTER).and_then(|value| value.to_str().ok()) else {
         return DEFAULT_RETRY_AFTER;
     };
@@ -396,6 +404,14 @@ mod tests {
         config.token = SecretString::from("line\nbreak");
 
         assert!(matches!(AuthentikClient::new(config), Err(BuildError::Token)));
+    }
+
+    #[test]
+    fn retry_after_is_capped_at_fifteen_minutes_when_huge() {
+        let now = Utc::now();
+
+        assert_eq!(retry_after(&headers("99999999999"), now), Duration::from_secs(900));
+        assert_eq!(retry_after(&headers("600"), now), Duration::from_secs(600));
     }
 
     #[test]

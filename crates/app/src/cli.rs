@@ -139,7 +139,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let held = wiring.lease.try_acquire(&shutdown).await?;
             let report = scheduler::catch_up(&wiring.ingest, &held.token).await;
             held.release().await;
-            output::summary(&report.context("ingest failed")?, json)?;
+            let report = report.context("ingest failed")?;
+            output::summary(&report, json)?;
+            if report.interrupted {
+                // A script must not take a stopped catch-up for a finished
+                // one; the next run resumes where this one stopped.
+                output::error_line(
+                    "error: interrupted before catching up; what was read is stored, and the next run resumes from there",
+                );
+                return Ok(ExitCode::FAILURE);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => {

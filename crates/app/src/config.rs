@@ -150,15 +150,26 @@ impl StoreLocation {
     pub fn redacted(&self) -> String {
         match self {
             Self::Sqlite(path) => format!("sqlite://{}", path.display()),
-            Self::Mongo(uri) => match Url::parse(uri) {
-                Ok(mut url) if url.password().is_some() => {
-                    let _ = url.set_password(Some("****"));
-                    url.to_string()
-                }
-                _ => uri.clone(),
-            },
+            Self::Mongo(uri) => redact_userinfo(uri),
         }
     }
+}
+
+/// Returns the connection string `uri` with the password of its user info
+/// replaced. It works on the text, not through a URL parser: a MongoDB
+/// string may name several hosts (`h1:27017,h2:27017`), which is not a URL.
+fn redact_userinfo(uri: &str) -> String {
+    let authority_start = uri.find("://").map_or(0, |at| at + 3);
+    let authority_end =
+        uri[authority_start..].find(['/', '?']).map_or(uri.len(), |at| authority_start + at);
+    let authority = &uri[authority_start..authority_end];
+    // The user info ends at the last `@` before the hosts: a password may
+    // hold an escaped `@` but never a raw one, and hosts hold none.
+    let Some(at) = authority.rfind('@') else { return uri.to_owned() };
+    let user = authority[..at].split_once(':').map_or(&authority[..at], |(user, _)| user);
+    let password_given = authority[..at].contains(':');
+    let shown = if password_given { format!("{user}:****") } else { user.to_owned() };
+    format!("{}{shown}{}", &uri[..authority_start], &uri[authority_start + at..])
 }
 
 /// The names of the MongoDB store's collections.
@@ -396,6 +407,11 @@ fn duration(
 
 fn overlap(text: Option<&str>) -> Result<TimeDelta, SettingError> {
     let overlap = duration("INGEST_OVERLAP", text, "5m")?;
+    // A walk reads back this far on every pass; beyond a week it is a typo,
+    // and far beyond it the cursor's arithmetic would leave the calendar.
+    if overlap > Duration::from_secs(7 * 24 * 3600) {
+        return Err(invalid("INGEST_OVERLAP", "is longer than 7 days; give a few minutes"));
+    }
     TimeDelta::from_std(overlap).map_err(|_| invalid("INGEST_OVERLAP", "is too long"))
 }
 
@@ -504,7 +520,7 @@ mod tests {
     #[test]
     fn malformed_values_name_their_setting() {
         type Change = fn(&mut RawSettings);
-        let cases: [(Change, &str); 13] = [
+        let cases: [(Change, &str); 14] = [
             (|raw| raw.metrics_addr = Some("localhost".into()), "METRICS_ADDR"),
             (|raw| raw.metrics_addr = Some("0.0.0.0:99999".into()), "METRICS_ADDR"),
             (|raw| raw.ingest_interval = Some("soon".into()), "INGEST_INTERVAL"),
@@ -513,6 +529,7 @@ mod tests {
             (|raw| raw.ingest_page_size = Some("ten".into()), "INGEST_PAGE_SIZE"),
             (|raw| raw.ingest_max_pages_per_tick = Some("0".into()), "INGEST_MAX_PAGES_PER_TICK"),
             (|raw| raw.ingest_overlap = Some("-5m".into()), "INGEST_OVERLAP"),
+            (|raw| raw.ingest_overlap = Some("300000y".into()), "INGEST_OVERLAP"),
             (|raw| raw.audit_ingest_enabled = Some("maybe".into()), "AUDIT_INGEST_ENABLED"),
             (|raw| raw.tenants = Some("acme,Globex".into()), "TENANTS"),
             (|raw| raw.audit_store = Some("postgres://x".into()), "AUDIT_STORE"),
@@ -647,8 +664,27 @@ mod tests {
 
     #[test]
     fn mongo_password_is_redacted() {
-        let location = StoreLocation::Mongo("mongodb://user:hunter2@db.example.test/audit".into());
-
-        assert!(!location.redacted().contains("hunter2"));
+        let cases = [
+            (
+                "mongodb://user:hunter2@db.example.test/audit",
+                "mongodb://user:****@db.example.test/audit",
+            ),
+            (
+                "mongodb://audit:hunter2@db1:27017,db2:27017/audit?replicaSet=rs0",
+                "mongodb://audit:****@db1:27017,db2:27017/audit?replicaSet=rs0",
+            ),
+            (
+                "mongodb+srv://a:b%40c@cluster.example.test/x",
+                "mongodb+srv://a:****@cluster.example.test/x",
+            ),
+            ("mongodb://db.example.test/audit", "mongodb://db.example.test/audit"),
+            (
+                "mongodb://only-user@db.example.test/audit",
+                "mongodb://only-user@db.example.test/audit",
+            ),
+        ];
+        for (given, shown) in cases {
+            assert_eq!(StoreLocation::Mongo(given.into()).redacted(), shown);
+        }
     }
 }

@@ -42,6 +42,14 @@ pub fn summary(report: &TickReport, json: bool) -> anyhow::Result<()> {
         report.changed_at_source
     )?;
     writeln!(out, "requests    {}", report.requests)?;
+    let state = if report.interrupted {
+        "interrupted; the next run resumes"
+    } else if report.caught_up {
+        "caught up"
+    } else {
+        "not caught up"
+    };
+    writeln!(out, "state       {state}")?;
     writeln!(out, "cursor      {cursor}")?;
     Ok(())
 }
