@@ -256,3 +256,21 @@ async fn future_dated_event_does_not_hide_events_written_after_it() {
     all.push(later);
     assert_eq!(ids(&world.stored().await), pks(&all));
 }
+
+#[tokio::test]
+async fn event_from_a_fast_clock_does_not_eat_the_overlap_of_late_events() {
+    let mut events = history(50, TimeDelta::minutes(1), TimeDelta::minutes(1));
+    // One worker's clock runs 4 min 50 s fast.
+    events.push(login(800_001, Utc::now() + TimeDelta::seconds(290)));
+    let world = World::start(events, vec![]).await;
+    world.catch_up().await;
+    // An event written 3 minutes ago, inside the 5-minute overlap, becomes
+    // visible only now.
+    let late = login(800_002, Utc::now() - TimeDelta::minutes(3));
+    world.authentik.add_events(vec![late.clone()]);
+
+    let second = world.catch_up().await;
+
+    assert_eq!(second.stored, 1);
+    assert!(ids(&world.stored().await).contains(&late["pk"].as_str().unwrap().to_owned()));
+}

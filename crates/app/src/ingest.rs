@@ -419,10 +419,11 @@ impl Ingest {
             overlap: self.settings.overlap,
             page_size,
             now: Utc::now(),
-            // An event dated within the overlap ahead of our clock may become
-            // the top: the next floor then still lies at or before now, so
-            // events written afterwards by a correct clock are above it.
-            future_tolerance: self.settings.overlap,
+            // No event dated after our clock becomes the top: one from a
+            // fast clock would lift the next floor by its skew and eat the
+            // overlap that late events need. It is stored all the same, and
+            // read again as a duplicate until its time has come.
+            future_tolerance: TimeDelta::zero(),
         };
         cursor.observe(&observation, &policy)
     }
