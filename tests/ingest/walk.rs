@@ -274,3 +274,47 @@ async fn event_from_a_fast_clock_does_not_eat_the_overlap_of_late_events() {
     assert_eq!(second.stored, 1);
     assert!(ids(&world.stored().await).contains(&late["pk"].as_str().unwrap().to_owned()));
 }
+
+#[tokio::test]
+async fn walk_ends_and_loses_nothing_when_the_history_changes_on_every_request() {
+    // Steady traffic: on every request either a new login arrives at the
+    // top or expiry deletes the oldest event, so the count moves each time.
+    let events = history(500, TimeDelta::minutes(1), TimeDelta::minutes(10));
+    let mut world = World::start(events.clone(), vec![]).await;
+    world.settings.page_size = 20;
+    world.settings.max_pages = 1_000;
+    world.authentik.on_events_request(Box::new(move |state, index| {
+        if index % 2 == 0 {
+            state.add_events(vec![login(700_000 + index as u64, Utc::now())]);
+        } else {
+            let mut left = state.events();
+            left.sort_by(|a, b| a["created"].as_str().cmp(&b["created"].as_str()));
+            let oldest = left[0]["pk"].clone();
+            state.delete_where(|event| event["pk"] == oldest);
+        }
+    }));
+    let (ingest, _) = world.ingest().await;
+
+    // A guard against a walk that never ends, not a measure of speed.
+    let report = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        app::scheduler::catch_up(&ingest, &tokio_util::sync::CancellationToken::new()),
+    )
+    .await
+    .expect("the walk never ended")
+    .unwrap();
+
+    let requests = world.authentik.events_requests();
+    assert!(report.caught_up);
+    // 25 pages at least; each step-back re-reads a few, and they are bounded.
+    let log = world.authentik.requests_log();
+    assert!(requests < 200, "{requests} requests: {:?}", &log[log.len().saturating_sub(40)..]);
+    let stored = ids(&world.stored().await);
+    let still_there: Vec<String> = pks(&world.authentik.events())
+        .into_iter()
+        .filter(|pk| events.iter().any(|event| event["pk"] == pk.as_str()))
+        .collect();
+    let lost: Vec<&String> = still_there.iter().filter(|pk| !stored.contains(pk)).collect();
+    assert!(lost.is_empty(), "lost {} of {}: {lost:?}", lost.len(), still_there.len());
+    eprintln!("{requests} requests; {} stored", stored.len());
+}

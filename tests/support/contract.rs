@@ -503,6 +503,10 @@ fn walk(next_page: u32) -> Walk {
         next_page,
         count: 12_345,
         page_size: 100,
+        step_backs: 2,
+        furthest: next_page + 3,
+        unsure_below: Some(minute(7)),
+        ends_at_next: true,
     }
 }
 

@@ -148,6 +148,10 @@ mod tests {
                 next_page: 3,
                 count: 12_345_678_901,
                 page_size: 100,
+                step_backs: 1,
+                furthest: 5,
+                unsure_below: Some(at("2026-12-03T16:35:00.000001Z")),
+                ends_at_next: false,
             }),
         }
     }

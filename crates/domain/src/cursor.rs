@@ -14,6 +14,16 @@
 //! only in the next page's count. Re-reading is harmless: the store drops
 //! duplicates.
 //!
+//! Step-backs are bounded: two, and one more for every four pages the walk
+//! has reached. A history that shrinks on nearly every request (expiry
+//! deleting the oldest events one by one while new ones arrive) would
+//! otherwise send the walk back as often as it moves forward, for ever.
+//! Once they are spent, a shrink no longer sends the walk back; it marks
+//! the walk unsure below that page's newest event, and the finished walk
+//! leaves its cursor no newer than that, so the next walk reads that part
+//! again. Likewise a page past the end, met with no step-backs left, makes
+//! the page before it the walk's last.
+//!
 //! When the count did not fall, additions at least matched deletions. New
 //! events arrive at the top, so they push the walk's position down, not up.
 //! The one exception is an event that becomes visible late *below* the
@@ -64,6 +74,34 @@ pub struct Walk {
     pub count: u64,
     /// The number of events on a full page, as the source serves them.
     pub page_size: u32,
+    /// How many times the walk stepped back for a shrinking count.
+    #[serde(default)]
+    pub step_backs: u32,
+    /// The furthest page the walk has read.
+    #[serde(default)]
+    pub furthest: u32,
+    /// When the count shrank once the walk had no step-backs left: the
+    /// newest time below which events may have been skipped. The walk then
+    /// finishes with its cursor no newer than this, so that the next walk
+    /// reads that part again.
+    #[serde(default)]
+    pub unsure_below: Option<DateTime<Utc>>,
+    /// True when the next page read ends the walk: a page past the end was
+    /// asked for once the step-backs were spent, so the page before it is
+    /// read once more and the walk stops there, instead of bouncing between
+    /// the two while the last page comes and goes.
+    #[serde(default)]
+    pub ends_at_next: bool,
+}
+
+impl Walk {
+    /// The step-backs a walk may take: two, and one more for every four
+    /// pages it has reached. Each costs at most a few pages, so a history
+    /// that shrinks on every request still lets the walk get to its end;
+    /// without a bound it would step back forever.
+    fn may_step_back(&self) -> bool {
+        self.step_backs < 2 + self.furthest / 4
+    }
 }
 
 /// An event's time and id.
@@ -154,6 +192,11 @@ impl Cursor {
         let mut cursor = self.clone();
         if let Some(walk) = &mut cursor.walk {
             walk.next_page = walk.next_page.saturating_sub(1).max(1);
+            if walk.may_step_back() {
+                walk.step_backs += 1;
+            } else {
+                walk.ends_at_next = true;
+            }
         }
         cursor
     }
@@ -167,7 +210,12 @@ impl Cursor {
             next_page: observation.page,
             count: observation.count,
             page_size: policy.page_size,
+            step_backs: 0,
+            furthest: 0,
+            unsure_below: None,
+            ends_at_next: false,
         });
+        walk.furthest = walk.furthest.max(observation.page);
         if walk.top.is_none() {
             let latest = policy.now + policy.future_tolerance;
             walk.top = observation
@@ -185,15 +233,27 @@ impl Cursor {
         let shrunk_by = walk.count.saturating_sub(observation.count);
         walk.count = observation.count;
         if shrunk_by > 0 && observation.page > 1 {
-            let back = shrunk_by.div_ceil(u64::from(walk.page_size.max(1))) + 1;
-            let back = u32::try_from(back).unwrap_or(u32::MAX);
-            walk.next_page = observation.page.saturating_sub(back).max(1);
-            return WalkStep::Continue(Cursor { walk: Some(walk), ..self.clone() });
+            if walk.may_step_back() && !walk.ends_at_next {
+                let back = shrunk_by.div_ceil(u64::from(walk.page_size.max(1))) + 1;
+                let back = u32::try_from(back).unwrap_or(u32::MAX);
+                walk.next_page = observation.page.saturating_sub(back).max(1);
+                walk.step_backs += 1;
+                return WalkStep::Continue(Cursor { walk: Some(walk), ..self.clone() });
+            }
+            // Out of step-backs: go on, but remember that events just newer
+            // than this page's may have moved past the walk. This page's
+            // newest event is older than any of them, so a walk down to it
+            // reads them all.
+            let newest_here = observation.keys.first().map(|(at, _)| *at).or(walk.floor);
+            walk.unsure_below = match (walk.unsure_below, newest_here) {
+                (Some(unsure), Some(here)) => Some(unsure.min(here)),
+                (unsure, here) => unsure.or(here),
+            };
         }
 
         let oldest = observation.keys.last().map(|(at, _)| *at);
         let below_floor = matches!((walk.floor, oldest), (Some(floor), Some(at)) if at < floor);
-        if !observation.has_next || below_floor {
+        if !observation.has_next || below_floor || walk.ends_at_next {
             return WalkStep::Done(self.finish(walk));
         }
         walk.next_page = observation.page + 1;
@@ -201,6 +261,16 @@ impl Cursor {
     }
 
     fn finish(&self, walk: Walk) -> Cursor {
+        if let Some(unsure) = walk.unsure_below {
+            // Not every event above the floor is known stored: the cursor
+            // goes no newer than the point below which one may be missing
+            // (it never goes backwards, and the store keeps it from doing
+            // so either), and the next walk reads down to there again.
+            let at = walk.top.as_ref().map_or(unsure, |top| top.at.min(unsure));
+            let at = self.last_event_at.map_or(at, |last| last.max(at));
+            let id = if self.last_event_at == Some(at) { self.last_event_id.clone() } else { None };
+            return Cursor { last_event_at: Some(at), last_event_id: id, walk: None };
+        }
         match walk.top {
             Some(top) if self.last_event_at.is_none_or(|last| top.at >= last) => {
                 Cursor { last_event_at: Some(top.at), last_event_id: Some(top.id), walk: None }
@@ -408,5 +478,43 @@ mod tests {
 
         assert!(json.contains("\"lastEventAt\""), "{json}");
         assert_eq!(&serde_json::from_str::<Cursor>(&json).unwrap(), step.cursor());
+    }
+
+    #[test]
+    fn walk_stops_stepping_back_when_out_of_step_backs_and_keeps_its_cursor_below_the_doubt() {
+        let mut cursor = Cursor::default();
+        let mut count = 30;
+        // Every second page shows a smaller count, forever.
+        for _ in 0..2 {
+            cursor = observe(&cursor, 1, count, true, &[100, 99, 98]).cursor().clone();
+            count -= 1;
+            let step = observe(&cursor, 2, count, true, &[97, 96, 95]);
+            assert_eq!(step.cursor().next_page(), 1, "a step-back while some are left");
+            cursor = step.cursor().clone();
+        }
+        cursor = observe(&cursor, 1, count, true, &[100, 99, 98]).cursor().clone();
+        count -= 1;
+
+        let step = observe(&cursor, 2, count, true, &[97, 96, 95]);
+
+        assert_eq!(step.cursor().next_page(), 3, "no step-back once they are spent");
+        let walk = step.cursor().walk.clone().unwrap();
+        assert_eq!((walk.step_backs, walk.unsure_below), (2, Some(at(97))));
+        let done = observe(step.cursor(), 3, count, false, &[94, 93]);
+        assert!(done.is_done());
+        assert_eq!(done.cursor().last_event_at, Some(at(97)));
+    }
+
+    #[test]
+    fn walk_ends_after_the_page_before_a_missing_one_once_out_of_step_backs() {
+        let mut walk_cursor =
+            observe(&Cursor::default(), 1, 9, true, &[100, 99, 98]).cursor().clone();
+        walk_cursor.walk.as_mut().unwrap().step_backs = 2;
+
+        let missing = walk_cursor.page_missing();
+        let step = observe(&missing, 1, 9, true, &[100, 99, 98]);
+
+        assert!(missing.walk.as_ref().unwrap().ends_at_next);
+        assert!(step.is_done());
     }
 }
