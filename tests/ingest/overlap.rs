@@ -53,7 +53,7 @@ impl AuditStore for WatchedStore {
         &self,
         source: &SourceName,
         rejected: &[RejectedEvent],
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         self.inner.set_aside(source, rejected).await
     }
 }

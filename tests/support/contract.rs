@@ -592,12 +592,13 @@ pub async fn set_aside_keeps_one_copy_when_an_event_is_set_aside_twice(store: &d
     let source = SourceName::new(SOURCE);
     let first = rejected(Some("bad-1"), json!({ "pk": "bad-1", "created": "yesterday" }));
     let other = rejected(Some("bad-2"), json!({ "pk": "bad-2" }));
-    store.set_aside(&source, std::slice::from_ref(&first)).await.unwrap();
+    let added_first = store.set_aside(&source, std::slice::from_ref(&first)).await.unwrap();
 
     let mut again = first.clone();
     again.reason = "another reason".to_owned();
-    store.set_aside(&source, &[again, other]).await.unwrap();
+    let added_then = store.set_aside(&source, &[again, other]).await.unwrap();
 
+    assert_eq!((added_first, added_then), (1, 1), "a copy read again is not counted again");
     let status = status_of(store, SOURCE).await;
     assert_eq!(status.set_aside, 2);
     assert_eq!(status.stored, 0, "set-aside events are not in the timeline");
@@ -614,9 +615,10 @@ pub async fn set_aside_keeps_one_copy_when_an_event_without_id_is_set_aside_twic
     unreadable.at = None;
     let different = rejected(None, json!("also not an event"));
 
-    store.set_aside(&source, &[unreadable.clone(), different]).await.unwrap();
-    store.set_aside(&source, &[unreadable]).await.unwrap();
+    let added_first = store.set_aside(&source, &[unreadable.clone(), different]).await.unwrap();
+    let added_again = store.set_aside(&source, &[unreadable]).await.unwrap();
 
+    assert_eq!((added_first, added_again), (2, 0));
     assert_eq!(status_of(store, SOURCE).await.set_aside, 2);
 }
 

@@ -71,7 +71,7 @@ impl<S: AuditStore> AuditStore for FlakyStore<S> {
         &self,
         source: &SourceName,
         rejected: &[RejectedEvent],
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         self.inner.set_aside(source, rejected).await
     }
 }

@@ -26,7 +26,7 @@ impl AuditStore for MongoStore {
         &self,
         source: &SourceName,
         rejected: &[RejectedEvent],
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let operation = format!("setting {} events of `{source}` aside", rejected.len());
         let documents: Vec<RawDocumentBuf> =
             rejected.iter().map(|event| set_aside::document(source, event)).collect();

@@ -93,16 +93,17 @@ fn placeholder(document: &Document) -> RawDocumentBuf {
 pub(crate) async fn insert(
     store: &MongoStore,
     documents: Vec<RawDocumentBuf>,
-) -> Result<(), Failure> {
+) -> Result<u64, Failure> {
     if documents.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
+    let sent = documents.len();
     let collection = store.database.collection::<RawDocumentBuf>(&store.names.set_aside);
     match collection.insert_many(documents).ordered(false).await {
-        Ok(_) => Ok(()),
-        Err(error) => {
-            duplicate_positions(error, SET_ASIDE_KEY_INDEX).map(|_| ()).map_err(Into::into)
-        }
+        Ok(_) => Ok(sent as u64),
+        Err(error) => duplicate_positions(error, SET_ASIDE_KEY_INDEX)
+            .map(|duplicates| sent.saturating_sub(duplicates.len()) as u64)
+            .map_err(Into::into),
     }
 }
 

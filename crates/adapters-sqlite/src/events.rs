@@ -80,10 +80,10 @@ impl AuditStore for SqliteStore {
         &self,
         source: &SourceName,
         rejected: &[RejectedEvent],
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let operation = format!("setting {} events of `{source}` aside", rejected.len());
         if rejected.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let rows = set_aside::encode(source, rejected)
             .map_err(|failure| failure.into_store_error(&operation))?;

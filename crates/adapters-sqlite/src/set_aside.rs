@@ -47,22 +47,23 @@ pub(crate) fn encode(
 
 /// Inserts `rows` in one transaction; rows already set aside are skipped and
 /// keep their first reason and time.
-pub(crate) fn insert(connection: &mut Connection, rows: &[SetAsideRow]) -> Result<(), Failure> {
+pub(crate) fn insert(connection: &mut Connection, rows: &[SetAsideRow]) -> Result<u64, Failure> {
     let set_aside_at = time_text(Utc::now());
     let transaction = connection.transaction()?;
+    let mut added = 0;
     {
         let mut insert = transaction.prepare_cached(INSERT)?;
         for row in rows {
-            insert.execute(params![
+            added += insert.execute(params![
                 row.source,
                 row.external_id,
                 row.at,
                 row.reason,
                 row.raw,
                 set_aside_at
-            ])?;
+            ])? as u64;
         }
     }
     transaction.commit()?;
-    Ok(())
+    Ok(added)
 }

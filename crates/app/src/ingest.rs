@@ -391,15 +391,24 @@ impl Ingest {
             }
         }
         if !rejected.is_empty() {
+            let added = self.ports.store.set_aside(self.ports.source.name(), rejected).await?;
+            // An unreadable event read again on a later walk is already
+            // kept: it is neither counted nor reported again.
             for item in rejected {
-                tracing::warn!(
-                    external_id = item.external_id.as_deref(),
-                    reason = %item.reason,
-                    "Event set aside as unreadable."
-                );
+                if added > 0 {
+                    tracing::warn!(
+                        external_id = item.external_id.as_deref(),
+                        reason = %item.reason,
+                        "Event set aside as unreadable."
+                    );
+                } else {
+                    tracing::debug!(
+                        external_id = item.external_id.as_deref(),
+                        "Unreadable event read again; already set aside."
+                    );
+                }
             }
-            self.ports.store.set_aside(self.ports.source.name(), rejected).await?;
-            report.set_aside += rejected.len() as u64;
+            report.set_aside += added;
         }
         Ok(())
     }

@@ -54,7 +54,9 @@ pub trait AuditStore: Send + Sync {
     /// Sets events that could not be read aside, with their reasons, so that
     /// they are kept and counted.
     ///
-    /// Setting the same event aside twice keeps one copy.
+    /// Setting the same event aside twice keeps one copy. Returns how many
+    /// of `rejected` were set aside for the first time, so that an event
+    /// read again on a later walk is not counted again.
     ///
     /// # Errors
     /// As for [`store_batch`](Self::store_batch).
@@ -62,7 +64,7 @@ pub trait AuditStore: Send + Sync {
         &self,
         source: &SourceName,
         rejected: &[RejectedEvent],
-    ) -> Result<(), StoreError>;
+    ) -> Result<u64, StoreError>;
 }
 
 /// Where each source's cursor is kept.
