@@ -35,6 +35,39 @@ impl Drop for Dir {
     }
 }
 
+/// A spawned `audit-ingest`, killed if the test ends before it does (a
+/// failed assertion, say), so that no daemon outlives its test.
+struct Daemon(Option<std::process::Child>);
+
+impl Daemon {
+    fn spawn(command: &mut Command) -> Self {
+        Self(Some(command.spawn().unwrap()))
+    }
+
+    fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, std::process::Child::id)
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.0.as_mut().is_some_and(|child| child.try_wait().unwrap().is_none())
+    }
+
+    /// Waits for the process to exit and returns how it did.
+    async fn reap(mut self) -> std::process::ExitStatus {
+        let mut child = self.0.take().unwrap();
+        tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A command with a clean environment: only what the test sets.
 fn audit_ingest(dir: &Dir) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_audit-ingest"));
@@ -242,16 +275,16 @@ async fn run_with_ingest_disabled_idles_until_sigterm_and_exits_0() {
         .env("METRICS_ADDR", "")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
-    let mut child = command.spawn().unwrap();
+    let mut child = Daemon::spawn(&mut command);
     wait_until(Duration::from_secs(30), || {
         std::fs::read_to_string(&log).unwrap_or_default().contains("idling until stopped")
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let still_running = child.try_wait().unwrap().is_none();
+    let still_running = child.is_running();
 
     let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    let status = child.reap().await;
 
     assert!(still_running, "a disabled daemon exited by itself, and would be restarted in a loop");
     assert!(killed.success());
@@ -270,12 +303,12 @@ async fn run_stops_on_sigterm_with_exit_0_and_a_saved_cursor() {
         .env("METRICS_ADDR", "")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let mut child = command.spawn().unwrap();
+    let child = Daemon::spawn(&mut command);
     // The first tick has stored everything once `status` counts 78.
     wait_until(Duration::from_secs(30), || stored(&dir) == Some(78)).await;
 
     let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    let status = child.reap().await;
 
     assert!(killed.success());
     assert_eq!(status.code(), Some(0));
@@ -319,7 +352,7 @@ async fn run_serves_metrics_and_probes_on_metrics_addr() {
         .env("METRICS_ADDR", &address)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let mut child = command.spawn().unwrap();
+    let child = Daemon::spawn(&mut command);
     let metrics_url = format!("http://{address}/metrics");
 
     let started = Instant::now();
@@ -336,7 +369,7 @@ async fn run_serves_metrics_and_probes_on_metrics_addr() {
     let ready = reqwest::get(format!("http://{address}/readyz")).await.unwrap().status();
     let live = reqwest::get(format!("http://{address}/healthz")).await.unwrap().status();
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    let status = child.reap().await;
 
     assert!(text.contains("# TYPE audit_ingest_tick_duration_seconds histogram"), "{text}");
     assert!(

@@ -2,7 +2,7 @@
 //! at arbitrary points.
 
 use std::fs::File;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -10,7 +10,7 @@ use serde_json::Value;
 use tests::events::{history, login};
 use tests::mock_authentik::MockAuthentik;
 
-use super::{Dir, TOKEN, audit_ingest, stored, with_authentik};
+use super::{Daemon, Dir, TOKEN, audit_ingest, stored, with_authentik};
 
 /// Waits until `ready`, and on a time-out fails naming `what` and showing
 /// every log in `dir`.
@@ -32,7 +32,7 @@ async fn wait_for(dir: &Dir, what: &str, limit: Duration, mut ready: impl FnMut(
 }
 
 /// Starts `audit-ingest run` with JSON logs into `<dir>/<name>.log`.
-fn spawn_run(dir: &Dir, authentik: &MockAuthentik, name: &str, extra: &[(&str, &str)]) -> Child {
+fn spawn_run(dir: &Dir, authentik: &MockAuthentik, name: &str, extra: &[(&str, &str)]) -> Daemon {
     let mut command = with_authentik(audit_ingest(dir), authentik);
     let log = File::create(dir.0.join(format!("{name}.log"))).unwrap();
     command
@@ -43,7 +43,7 @@ fn spawn_run(dir: &Dir, authentik: &MockAuthentik, name: &str, extra: &[(&str, &
         .envs(extra.iter().copied())
         .stdout(Stdio::null())
         .stderr(log);
-    command.spawn().unwrap()
+    Daemon::spawn(&mut command)
 }
 
 /// The log lines of `name` whose message is `message`.
@@ -55,13 +55,13 @@ fn logged(dir: &Dir, name: &str, message: &str) -> Vec<Value> {
         .collect()
 }
 
-fn signal(child: &Child, signal: &str) {
+fn signal(child: &Daemon, signal: &str) {
     let sent = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
     assert!(sent.success());
 }
 
-async fn reap(mut child: Child) -> std::process::ExitStatus {
-    tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap()
+async fn reap(child: Daemon) -> std::process::ExitStatus {
+    child.reap().await
 }
 
 fn recent(count: u64, first: u64) -> Vec<Value> {
