@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use domain::SourceName;
 use mongodb::bson::{Document, doc};
 use mongodb::options::ReturnDocument;
@@ -36,9 +36,7 @@ impl LeaseStore for MongoStore {
         ttl: Duration,
     ) -> Result<LeaseOutcome, StoreError> {
         let operation = format!("taking the lease on `{source}`");
-        let ttl = TimeDelta::from_std(ttl).unwrap_or(TimeDelta::MAX);
-        let expires_at = now.checked_add_signed(ttl).unwrap_or(DateTime::<Utc>::MAX_UTC);
-        self.take(source, holder, now, expires_at)
+        self.take(source, holder, now, Lease::expiry(now, ttl))
             .await
             .map_err(|failure| failure.into_store_error(&operation))
     }
@@ -121,6 +119,8 @@ fn decode(document: &Document) -> Result<Lease, Failure> {
 
 #[cfg(test)]
 mod tests {
+    use chrono::TimeDelta;
+
     use super::*;
 
     #[test]

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use domain::SourceName;
 use ports::{Lease, LeaseOutcome, LeaseStore, StoreError};
 use rusqlite::{Connection, params};
@@ -36,8 +36,7 @@ impl LeaseStore for SqliteStore {
         ttl: Duration,
     ) -> Result<LeaseOutcome, StoreError> {
         let operation = format!("taking the lease on `{source}`");
-        let ttl = TimeDelta::from_std(ttl).unwrap_or(TimeDelta::MAX);
-        let expires_at = now.checked_add_signed(ttl).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let expires_at = Lease::expiry(now, ttl);
         let source = source.as_str().to_owned();
         let holder = holder.to_owned();
         self.run(operation, move |connection| take(connection, &source, &holder, now, expires_at))

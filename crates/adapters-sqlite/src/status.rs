@@ -37,13 +37,7 @@ fn entry(
     statuses: &mut BTreeMap<SourceName, SourceStatus>,
     source: SourceName,
 ) -> &mut SourceStatus {
-    statuses.entry(source.clone()).or_insert_with(|| SourceStatus {
-        source,
-        cursor: None,
-        stored: 0,
-        set_aside: 0,
-        changed_at_source: 0,
-    })
+    statuses.entry(source.clone()).or_insert_with(|| SourceStatus::empty(source))
 }
 
 /// Returns the number of rows of each source in `table`.

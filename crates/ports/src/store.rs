@@ -122,6 +122,14 @@ pub struct SourceStatus {
     pub changed_at_source: u64,
 }
 
+impl SourceStatus {
+    /// Returns the status of `source` before anything is known of it: no
+    /// cursor, nothing counted. Stores fill it in as they read.
+    pub fn empty(source: SourceName) -> Self {
+        Self { source, cursor: None, stored: 0, set_aside: 0, changed_at_source: 0 }
+    }
+}
+
 /// Reads the audit timeline back.
 #[async_trait]
 pub trait AuditReader: Send + Sync {
@@ -147,6 +155,17 @@ pub struct Lease {
     pub holder: String,
     /// When it lapses unless renewed.
     pub expires_at: DateTime<Utc>,
+}
+
+impl Lease {
+    /// Returns when a lease taken at `now` for `ttl` lapses; a length past
+    /// the calendar's end lapses at its end.
+    pub fn expiry(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
+        chrono::TimeDelta::from_std(ttl)
+            .ok()
+            .and_then(|ttl| now.checked_add_signed(ttl))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
 }
 
 /// The answer to [`LeaseStore::acquire`].
